@@ -1,0 +1,52 @@
+# vekter: `make demo` and `make test` work on a fresh Debian 12 machine with only Rust.
+# Cargo's build directory lives outside the checkout so fresh clones (CI) reuse the FAISS build.
+
+CARGO_TARGET_DIR ?= $(HOME)/.cache/vekter/target
+export CARGO_TARGET_DIR
+VENV ?= $(HOME)/.cache/vekter/venv
+PYTHON := $(VENV)/bin/python
+LIB := dist/vekter.so
+
+.PHONY: all build deps demo test test-rust test-golden test-python venv golden-update fmt lint clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cargo build --release
+	@mkdir -p dist
+	cp $(CARGO_TARGET_DIR)/release/libvekter.so $(LIB)
+
+demo: build
+	sqlite3 :memory: < sql/demo.sql
+
+venv: deps
+	@scripts/venv.sh $(VENV) tests/requirements.txt
+
+test: build venv
+	$(MAKE) --no-print-directory test-rust test-golden test-python
+
+test-rust:
+	cargo test --release -- --test-threads=2
+
+test-golden:
+	tests/golden.sh
+
+test-python:
+	VEKTER_LIB=$(CURDIR)/$(LIB) $(PYTHON) -m pytest -q tests/python
+
+golden-update: build
+	UPDATE=1 tests/golden.sh
+
+fmt:
+	cargo fmt
+
+lint:
+	cargo fmt --check
+	cargo clippy --release --all-targets -- -D warnings
+
+clean:
+	rm -rf dist
+	cargo clean

@@ -1,0 +1,46 @@
+//! `faiss_search(database, table, embedding, k)` and `faiss_search_with_scores(…)` (SPEC §3).
+
+use crate::content::resolve_schema;
+use crate::error::Result;
+use crate::index::Hit;
+use crate::json::{self, IdValue};
+use crate::registry::{registry, ConnState};
+use crate::sqlite::{Context, Output, ValueRef};
+use crate::vector;
+
+use super::{parse_k, parse_name};
+
+pub fn search(ctx: &Context, state: &ConnState, args: &[ValueRef], scores: bool) -> Result<Output> {
+    let database = parse_name(args[0].cell(), "database")?;
+    let table = parse_name(args[1].cell(), "table")?;
+    let query = vector::parse(args[2].cell()).map_err(|e| e.context("embedding"))?;
+    let k = parse_k(args[3].cell())?;
+    let conn = ctx.conn();
+    let schema = resolve_schema(conn, database)?;
+    let found = registry().table_index(conn, state, &schema, table)?;
+    let hits = if found.has_vectors() {
+        found
+            .index
+            .search(&query, k)
+            .map_err(|e| e.context(format!("table '{table}'")))?
+    } else {
+        Vec::new()
+    };
+    Ok(Output::Text(render(&hits, &found.ids, scores)))
+}
+
+/// `[id, …]` or `[[id, score], …]`, as datasette-faiss prints them.
+pub fn render(hits: &[Hit], ids: &[IdValue], scores: bool) -> String {
+    json::list(hits, |out, hit| {
+        let id = &ids[hit.label as usize];
+        if scores {
+            out.push('[');
+            json::push_id(out, id);
+            out.push_str(", ");
+            json::push_float(out, hit.score as f64);
+            out.push(']');
+        } else {
+            json::push_id(out, id);
+        }
+    })
+}

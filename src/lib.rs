@@ -1,0 +1,90 @@
+//! vekter: FAISS inside SQLite. This file is the entry point only: it captures SQLite's API
+//! routines and registers the functions on the connection that loads the extension.
+//!
+//! Layers, top to bottom (data flows one way: SQL value → vector → index → results → SQL):
+//! `functions` (SQL surface) → `registry` (shared live indexes) → `content` (the user's
+//! tables) → `index` (the only FAISS caller); `vector` and `json` are the codecs; `sqlite` is
+//! the only module that touches SQLite's C API.
+
+pub mod content;
+pub mod error;
+pub mod functions;
+pub mod index;
+pub mod json;
+pub mod registry;
+pub mod sqlite;
+pub mod vector;
+
+use std::os::raw::{c_char, c_int, c_uint};
+use std::sync::Arc;
+
+use sqlite3ext_sys::{sqlite3, sqlite3_api_routines};
+
+use crate::error::Error;
+use crate::registry::ConnState;
+use crate::sqlite::api::call;
+
+/// SQLITE_OK_LOAD_PERMANENTLY: keep the library mapped after this connection closes, because
+/// the registry of indexes lives for the whole process.
+const SQLITE_OK_LOAD_PERMANENTLY: c_uint = 256;
+
+/// The extension entry point SQLite looks up for `vekter.so`
+/// ([Loading An Extension](https://www.sqlite.org/loadext.html)).
+///
+/// # Safety
+/// Called by SQLite with a valid connection, error-message slot and API routines table.
+#[no_mangle]
+pub unsafe extern "C" fn sqlite3_vekter_init(
+    db: *mut sqlite3,
+    pz_err_msg: *mut *mut c_char,
+    p_api: *mut sqlite3_api_routines,
+) -> c_uint {
+    sqlite::api::init(p_api);
+    let result = sqlite::guard(|| {
+        let failure = std::cell::RefCell::new(None);
+        let rc = sqlite_loadable::entrypoints::register_entrypoint_load_permanently(
+            db,
+            pz_err_msg,
+            p_api,
+            |db| {
+                register(db).map_err(|e| {
+                    let message = e.message().to_string();
+                    *failure.borrow_mut() = Some(e);
+                    sqlite_loadable::Error::new_message(&message)
+                })
+            },
+        );
+        match failure.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(rc),
+        }
+    });
+    match result {
+        Ok(rc) => rc,
+        Err(e) => {
+            report(pz_err_msg, &e);
+            e.code() as c_uint
+        }
+    }
+}
+
+fn register(db: *mut sqlite3) -> Result<(), Error> {
+    let state = Arc::new(ConnState::new());
+    functions::register(db, &state)?;
+    debug_assert_eq!(SQLITE_OK_LOAD_PERMANENTLY, 256);
+    Ok(())
+}
+
+/// Hand SQLite a copy of the message in memory it can free with `sqlite3_free`.
+unsafe fn report(pz_err_msg: *mut *mut c_char, e: &Error) {
+    if pz_err_msg.is_null() {
+        return;
+    }
+    let msg = e.message().as_bytes();
+    let p = call!(malloc((msg.len() + 1) as c_int)) as *mut u8;
+    if !p.is_null() {
+        std::ptr::copy_nonoverlapping(msg.as_ptr(), p, msg.len());
+        *p.add(msg.len()) = 0;
+        *pz_err_msg = p as *mut c_char;
+    }
+}

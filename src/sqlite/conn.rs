@@ -1,0 +1,239 @@
+//! A borrowed connection and its prepared statements
+//! ([sqlite3](https://www.sqlite.org/c3ref/sqlite3.html),
+//! [sqlite3_stmt](https://www.sqlite.org/c3ref/stmt.html)).
+
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_char, c_int, c_void};
+
+use sqlite3ext_sys::{sqlite3, sqlite3_stmt};
+
+use super::api::{call, libversion_number};
+use super::value::{bytes, cell_from_type, Cell};
+use crate::error::{Error, Result};
+
+const SQLITE_ROW: c_int = 100;
+const SQLITE_DONE: c_int = 101;
+const SQLITE_FCNTL_DATA_VERSION: c_int = 35;
+
+/// A connection owned by the host; vekter never opens or closes one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conn {
+    raw: *mut sqlite3,
+}
+
+impl Conn {
+    /// # Safety
+    /// `raw` must be an open connection for as long as the `Conn` is used.
+    pub unsafe fn from_raw(raw: *mut sqlite3) -> Self {
+        Conn { raw }
+    }
+
+    pub fn raw(&self) -> *mut sqlite3 {
+        self.raw
+    }
+
+    /// The connection's last error message.
+    pub fn errmsg(&self) -> String {
+        // SAFETY: valid connection; the message is copied at once.
+        unsafe {
+            let p = call!(errmsg(self.raw));
+            if p.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        }
+    }
+
+    pub fn prepare(&self, sql: &str) -> Result<Stmt> {
+        let c_sql = CString::new(sql).map_err(|_| Error::new("SQL text contains NUL"))?;
+        let mut stmt = std::ptr::null_mut();
+        // SAFETY: valid connection and NUL-terminated SQL.
+        let rc = unsafe {
+            call!(prepare_v2(
+                self.raw,
+                c_sql.as_ptr(),
+                -1,
+                &mut stmt,
+                std::ptr::null_mut()
+            ))
+        };
+        if rc != 0 {
+            return Err(Error::with_code(rc, self.errmsg()));
+        }
+        Ok(Stmt {
+            raw: stmt,
+            conn: *self,
+        })
+    }
+
+    /// Run statements that return no rows.
+    pub fn execute(&self, sql: &str) -> Result<()> {
+        let mut stmt = self.prepare(sql)?;
+        while stmt.step()? {}
+        Ok(())
+    }
+
+    /// The file of schema `schema` (`main`, `temp`, an attached alias): `None` when there is
+    /// no such schema, `Some("")` for in-memory and temporary databases.
+    pub fn db_filename(&self, schema: &str) -> Option<String> {
+        let c_schema = CString::new(schema).ok()?;
+        // SAFETY: valid connection; the name is copied at once.
+        unsafe {
+            let p = call!(db_filename(self.raw, c_schema.as_ptr()));
+            if p.is_null() {
+                None
+            } else {
+                Some(CStr::from_ptr(p).to_string_lossy().into_owned())
+            }
+        }
+    }
+
+    /// Rows changed by this connection since it opened, all schemas together.
+    pub fn total_changes(&self) -> i64 {
+        // SAFETY: valid connection.
+        unsafe {
+            if libversion_number() >= 3_037_000 {
+                call!(total_changes64(self.raw))
+            } else {
+                call!(total_changes(self.raw)) as i64
+            }
+        }
+    }
+
+    /// True outside an explicit transaction.
+    pub fn autocommit(&self) -> bool {
+        // SAFETY: valid connection.
+        unsafe { call!(get_autocommit(self.raw)) != 0 }
+    }
+
+    /// The pager's data version of `schema`: changes with every commit to that file, from this
+    /// connection or any other, in any process
+    /// ([SQLITE_FCNTL_DATA_VERSION](https://www.sqlite.org/c3ref/c_fcntl_begin_atomic_write.html)).
+    pub fn data_version(&self, schema: &str) -> Option<u32> {
+        let c_schema = CString::new(schema).ok()?;
+        let mut version: u32 = 0;
+        // SAFETY: valid connection; the file control writes one u32.
+        let rc = unsafe {
+            call!(file_control(
+                self.raw,
+                c_schema.as_ptr(),
+                SQLITE_FCNTL_DATA_VERSION,
+                &mut version as *mut u32 as *mut c_void
+            ))
+        };
+        (rc == 0).then_some(version)
+    }
+
+    /// True when `schema` is opened read-only.
+    pub fn readonly(&self, schema: &str) -> bool {
+        let Ok(c_schema) = CString::new(schema) else {
+            return true;
+        };
+        // SAFETY: valid connection.
+        unsafe { call!(db_readonly(self.raw, c_schema.as_ptr())) == 1 }
+    }
+}
+
+/// A prepared statement, finalized on drop.
+pub struct Stmt {
+    raw: *mut sqlite3_stmt,
+    conn: Conn,
+}
+
+impl Stmt {
+    fn check(&self, rc: c_int) -> Result<()> {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(Error::with_code(rc, self.conn.errmsg()))
+        }
+    }
+
+    pub fn bind_text(&mut self, index: c_int, text: &str) -> Result<()> {
+        // SAFETY: valid statement; SQLITE_TRANSIENT makes SQLite copy the text.
+        let rc = unsafe {
+            call!(bind_text64(
+                self.raw,
+                index,
+                text.as_ptr() as *const c_char,
+                text.len() as u64,
+                Some(std::mem::transmute::<isize, unsafe extern "C" fn(*mut c_void)>(-1)),
+                1
+            ))
+        };
+        self.check(rc)
+    }
+
+    pub fn bind_i64(&mut self, index: c_int, value: i64) -> Result<()> {
+        // SAFETY: valid statement.
+        let rc = unsafe { call!(bind_int64(self.raw, index, value)) };
+        self.check(rc)
+    }
+
+    /// Step once: `true` when a row is ready.
+    pub fn step(&mut self) -> Result<bool> {
+        // SAFETY: valid statement.
+        match unsafe { call!(step(self.raw)) } {
+            SQLITE_ROW => Ok(true),
+            SQLITE_DONE => Ok(false),
+            rc => Err(Error::with_code(rc, self.conn.errmsg())),
+        }
+    }
+
+    /// Column `i` of the current row, borrowed until the next `step`.
+    pub fn cell(&self, i: c_int) -> Cell<'_> {
+        let raw = self.raw;
+        // SAFETY: valid statement positioned on a row; pointers live until the next step.
+        unsafe {
+            cell_from_type(
+                call!(column_type(raw, i)),
+                || call!(column_int64(raw, i)),
+                || call!(column_double(raw, i)),
+                || {
+                    let p = call!(column_text(raw, i));
+                    bytes(p, call!(column_bytes(raw, i)))
+                },
+                || {
+                    let p = call!(column_blob(raw, i)) as *const u8;
+                    bytes(p, call!(column_bytes(raw, i)))
+                },
+            )
+        }
+    }
+
+    /// Column `i` as text (lossy), or `None` when it is NULL.
+    pub fn text(&self, i: c_int) -> Option<String> {
+        match self.cell(i) {
+            Cell::Null => None,
+            Cell::Text(b) | Cell::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            Cell::Integer(v) => Some(v.to_string()),
+            Cell::Real(v) => Some(v.to_string()),
+        }
+    }
+}
+
+impl Drop for Stmt {
+    fn drop(&mut self) {
+        // SAFETY: finalize once; NULL is allowed.
+        unsafe {
+            call!(finalize(self.raw));
+        }
+    }
+}
+
+/// Quote an SQL identifier: `my "table"` → `"my ""table"""`.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_ident;
+
+    #[test]
+    fn quotes_identifiers() {
+        assert_eq!(quote_ident("embeddings"), "\"embeddings\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

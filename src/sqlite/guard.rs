@@ -1,0 +1,38 @@
+//! The panic guard every callback from SQLite runs inside.
+//!
+//! Since Rust 1.81 a panic that reaches an `extern "C"` frame aborts the process: the sqlite3
+//! shell, a Python interpreter or a Datasette server would die with it. A panic becomes an SQL
+//! error instead.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::error::{Error, Result};
+
+/// Run `f`, turning a panic into an [`Error`].
+pub fn guard<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(Error::new(format!(
+                "vekter internal error (please report it): {what}"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panics_become_errors() {
+        let r: Result<()> = guard(|| panic!("boom"));
+        assert!(r.unwrap_err().message().contains("boom"));
+        assert_eq!(guard(|| Ok(3)).unwrap(), 3);
+    }
+}

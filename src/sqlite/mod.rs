@@ -1,0 +1,15 @@
+//! The only module that touches SQLite's C API: values in, results out, statements,
+//! function registration and the panic guard. Everything above it works with safe types.
+
+pub mod api;
+mod context;
+mod conn;
+mod function;
+mod guard;
+mod value;
+
+pub use context::{Context, Output};
+pub use conn::{quote_ident, Conn, Stmt};
+pub use function::{create_aggregate, create_scalar, Aggregate, Trust};
+pub use guard::guard;
+pub use value::{Cell, ValueRef};
