@@ -108,7 +108,7 @@ fn append_json(text: &[u8], out: &mut Vec<f32>) -> Result<()> {
         let f = x as f32;
         if f.is_infinite() && x.is_finite() {
             return Err(Error::new(format!(
-                "vector element {index} ({x}) is out of the float32 range"
+                "vector element {index} ({x:e}) is out of the float32 range"
             )));
         }
         out.push(f);

@@ -110,19 +110,42 @@ impl Conn {
     /// The pager's data version of `schema`: changes with every commit to that file, from this
     /// connection or any other, in any process
     /// ([SQLITE_FCNTL_DATA_VERSION](https://www.sqlite.org/c3ref/c_fcntl_begin_atomic_write.html)).
+    ///
+    /// The pager only notices other connections' commits when a read transaction starts, so
+    /// outside one (`SELECT faiss_search(…)` reads no table) a `PRAGMA data_version` statement
+    /// holds one open while the version is read.
     pub fn data_version(&self, schema: &str) -> Option<u32> {
         let c_schema = CString::new(schema).ok()?;
-        let mut version: u32 = 0;
-        // SAFETY: valid connection; the file control writes one u32.
-        let rc = unsafe {
-            call!(file_control(
-                self.raw,
-                c_schema.as_ptr(),
-                SQLITE_FCNTL_DATA_VERSION,
-                &mut version as *mut u32 as *mut c_void
-            ))
+        let read_version = || {
+            let mut version: u32 = 0;
+            // SAFETY: valid connection; the file control writes one u32.
+            let rc = unsafe {
+                call!(file_control(
+                    self.raw,
+                    c_schema.as_ptr(),
+                    SQLITE_FCNTL_DATA_VERSION,
+                    &mut version as *mut u32 as *mut c_void
+                ))
+            };
+            (rc == 0).then_some(version)
         };
-        (rc == 0).then_some(version)
+        if self.in_read_transaction(&c_schema) {
+            return read_version();
+        }
+        let mut stmt = self
+            .prepare(&format!("PRAGMA {}.data_version", quote_ident(schema)))
+            .ok()?;
+        stmt.step().ok()?;
+        read_version()
+    }
+
+    /// True when this connection holds a read (or write) transaction on `schema`
+    /// ([sqlite3_txn_state](https://www.sqlite.org/c3ref/txn_state.html), SQLite 3.34+).
+    fn in_read_transaction(&self, schema: &CStr) -> bool {
+        const SQLITE_TXN_NONE: c_int = 0;
+        // SAFETY: valid connection and NUL-terminated schema name.
+        libversion_number() >= 3_034_000
+            && unsafe { call!(txn_state(self.raw, schema.as_ptr())) } > SQLITE_TXN_NONE
     }
 
     /// True when `schema` is opened read-only.
