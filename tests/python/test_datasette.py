@@ -1,0 +1,126 @@
+"""A real Datasette server, started with --load-extension, answering datasette-faiss SQL over
+HTTP: the README's json_each join, scores, errors, and freshness after a write."""
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import LIB, encode
+
+README_QUERY = """
+with related as (
+  select value from json_each(
+    faiss_search(
+      'blog',
+      'embeddings',
+      (select embedding from embeddings where id = 3),
+      3
+    )
+  )
+)
+select blog_entry.id, blog_entry.title from related join blog_entry on blog_entry.id = related.value
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    db = tmp_path / "blog.db"
+    conn = sqlite3.connect(db)
+    conn.execute("create table blog_entry (id integer primary key, title text)")
+    conn.execute("create table embeddings (id integer primary key, embedding blob)")
+    for i in range(1, 7):
+        conn.execute("insert into blog_entry values (?, ?)", (i, f"Entry {i}"))
+        conn.execute("insert into embeddings values (?, ?)", (i, encode([i, i * 0.5])))
+    conn.commit()
+    conn.close()
+    port = free_port()
+    datasette = os.path.join(os.path.dirname(sys.executable), "datasette")
+    proc = subprocess.Popen(
+        [datasette, "serve", str(db), "--port", str(port), "--load-extension", LIB.removesuffix(".so")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(base + "/-/versions.json", timeout=2)
+            break
+        except (urllib.error.URLError, ConnectionError):
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(proc.stdout.read().decode())
+            time.sleep(0.2)
+    yield base, db
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def query(base, sql, **params):
+    qs = urllib.parse.urlencode({"sql": sql, "_shape": "array", **params})
+    try:
+        with urllib.request.urlopen(f"{base}/blog.json?{qs}", timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_readme_join_query_over_http(server):
+    base, _ = server
+    status, rows = query(base, README_QUERY)
+    assert status == 200, rows
+    assert rows == [
+        {"id": 3, "title": "Entry 3"},
+        {"id": 2, "title": "Entry 2"},
+        {"id": 4, "title": "Entry 4"},
+    ]
+
+
+def test_scores_codec_and_form_parameters_over_http(server):
+    base, _ = server
+    # Datasette passes :k and :q from the query string as text.
+    status, rows = query(
+        base,
+        "select faiss_search_with_scores('blog', 'embeddings', :q, :k) as r, "
+        "hex(faiss_encode('[2.4, 4.1, 1.8]')) as h",
+        q="[2, 1]",
+        k="2",
+    )
+    assert status == 200, rows
+    assert rows[0]["r"] == "[[2, 0.0], [1, 1.25]]"
+    assert rows[0]["h"] == "9A991940333383406666E63F"
+
+
+def test_errors_are_messages_not_crashes(server):
+    base, _ = server
+    status, body = query(base, "select faiss_search('blog', 'embeddings', '[1, 1]', -1)")
+    assert status == 400
+    assert "k must be a positive integer" in body["error"]
+    status, body = query(base, "select faiss_search('nope', 'embeddings', '[1, 1]', 1)")
+    assert "no database named 'nope'" in body["error"]
+    status, _ = query(base, "select 1")
+    assert status == 200, "server still up"
+
+
+def test_server_sees_writes_made_while_it_runs(server):
+    base, db = server
+    assert query(base, "select faiss_search('blog', 'embeddings', '[100, 50]', 1) as r")[1][0]["r"] == "[6]"
+    conn = sqlite3.connect(db)
+    conn.execute("insert into embeddings values (7, ?)", [encode([100, 50])])
+    conn.commit()
+    conn.close()
+    assert query(base, "select faiss_search('blog', 'embeddings', '[100, 50]', 1) as r")[1][0]["r"] == "[7]"
