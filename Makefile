@@ -26,7 +26,7 @@ venv: deps
 	@scripts/venv.sh $(VENV) tests/requirements.txt
 
 test: build venv
-	$(MAKE) --no-print-directory test-rust test-golden test-python
+	$(MAKE) --no-print-directory lint test-rust test-golden test-python
 
 test-rust:
 	cargo test --release -- --test-threads=2

@@ -126,7 +126,8 @@ pub fn read_rows(conn: Conn, schema: &str, table: &str) -> Result<Rows> {
                 rows.dim
             );
         }
-        rows.ids.push(id_value(id_cell).map_err(|e| e.context(where_()))?);
+        rows.ids
+            .push(id_value(id_cell).map_err(|e| e.context(where_()))?);
     }
     rows.fingerprint = hash.finish();
     Ok(rows)
@@ -163,11 +164,7 @@ pub fn id_value(cell: Cell) -> Result<IdValue> {
         Cell::Integer(i) => IdValue::Integer(i),
         Cell::Real(x) => IdValue::Real(x),
         Cell::Text(b) => IdValue::Text(String::from_utf8_lossy(b).into()),
-        Cell::Blob(_) => {
-            return Err(Error::new(
-                "id is a BLOB: ids must be INTEGER or TEXT",
-            ))
-        }
+        Cell::Blob(_) => return Err(Error::new("id is a BLOB: ids must be INTEGER or TEXT")),
     })
 }
 

@@ -164,7 +164,11 @@ mod tests {
     fn lists_and_ids() {
         assert_eq!(floats(&[1.0, 2.0, 3.0]), "[1.0, 2.0, 3.0]");
         assert_eq!(floats(&[]), "[]");
-        let ids = [IdValue::Integer(1), IdValue::Text("a".into()), IdValue::Null];
+        let ids = [
+            IdValue::Integer(1),
+            IdValue::Text("a".into()),
+            IdValue::Null,
+        ];
         assert_eq!(list(&ids, push_id), r#"[1, "a", null]"#);
     }
 }

@@ -81,9 +81,13 @@ pub struct Stats {
     pub checks: AtomicU64,
 }
 
+/// The current index of one table, swapped whole when the table changes: searches hold
+/// their own `Arc`, so a refresh never waits for them nor they for it.
+type Slot = Arc<RwLock<Option<Arc<TableIndex>>>>;
+
 #[derive(Default)]
 pub struct Registry {
-    tables: Mutex<HashMap<TableKey, Arc<RwLock<Option<Arc<TableIndex>>>>>>,
+    tables: Mutex<HashMap<TableKey, Slot>>,
     pub stats: Stats,
 }
 

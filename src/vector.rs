@@ -64,7 +64,7 @@ fn check_finite(v: &[f32]) -> Result<()> {
 }
 
 fn append_blob(bytes: &[u8], out: &mut Vec<f32>) -> Result<()> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(Error::new(format!(
             "vector blob has {} bytes, which is not a multiple of 4 (float32)",
             bytes.len()
@@ -162,15 +162,21 @@ impl JsonCursor<'_> {
     fn number(&mut self, index: usize) -> Result<f64> {
         let from = self.pos;
         match self.peek() {
-            Some(b'[') => return Err(Error::new(format!(
-                "vector element {index} is an array: a vector is a flat array of numbers"
-            ))),
-            Some(b'"') => return Err(Error::new(format!(
-                "vector element {index} is a string, not a number"
-            ))),
-            Some(b'N' | b'I') => return Err(Error::new(format!(
-                "vector element {index} is NaN or Infinity: only finite numbers are allowed"
-            ))),
+            Some(b'[') => {
+                return Err(Error::new(format!(
+                    "vector element {index} is an array: a vector is a flat array of numbers"
+                )))
+            }
+            Some(b'"') => {
+                return Err(Error::new(format!(
+                    "vector element {index} is a string, not a number"
+                )))
+            }
+            Some(b'N' | b'I') => {
+                return Err(Error::new(format!(
+                    "vector element {index} is NaN or Infinity: only finite numbers are allowed"
+                )))
+            }
             Some(b'-') => self.pos += 1,
             _ => {}
         }
@@ -238,12 +244,18 @@ mod tests {
         let bytes = encode(&[1.0, -2.5, 3.25]);
         let mut shifted = vec![0u8];
         shifted.extend_from_slice(&bytes);
-        assert_eq!(parse(Cell::Blob(&shifted[1..])).unwrap(), vec![1.0, -2.5, 3.25]);
+        assert_eq!(
+            parse(Cell::Blob(&shifted[1..])).unwrap(),
+            vec![1.0, -2.5, 3.25]
+        );
     }
 
     #[test]
     fn accepts_json_number_forms() {
-        assert_eq!(json(" [ 1 , -2.5e1,3E-1 ,0] ").unwrap(), vec![1.0, -25.0, 0.3, 0.0]);
+        assert_eq!(
+            json(" [ 1 , -2.5e1,3E-1 ,0] ").unwrap(),
+            vec![1.0, -25.0, 0.3, 0.0]
+        );
     }
 
     #[test]
@@ -275,13 +287,28 @@ mod tests {
             );
         }
         let nan = f32::NAN.to_le_bytes();
-        assert!(parse(Cell::Blob(&nan)).unwrap_err().message().contains("NaN"));
-        assert!(parse(Cell::Blob(&[0; 5])).unwrap_err().message().contains("multiple of 4"));
-        assert!(parse(Cell::Blob(&[])).unwrap_err().message().contains("empty"));
+        assert!(parse(Cell::Blob(&nan))
+            .unwrap_err()
+            .message()
+            .contains("NaN"));
+        assert!(parse(Cell::Blob(&[0; 5]))
+            .unwrap_err()
+            .message()
+            .contains("multiple of 4"));
+        assert!(parse(Cell::Blob(&[]))
+            .unwrap_err()
+            .message()
+            .contains("empty"));
         assert!(parse(Cell::Null).unwrap_err().message().contains("NULL"));
-        assert!(parse(Cell::Integer(3)).unwrap_err().message().contains("INTEGER"));
+        assert!(parse(Cell::Integer(3))
+            .unwrap_err()
+            .message()
+            .contains("INTEGER"));
         let huge = vec![0u8; (MAX_DIM + 1) * 4];
-        assert!(parse(Cell::Blob(&huge)).unwrap_err().message().contains("limit"));
+        assert!(parse(Cell::Blob(&huge))
+            .unwrap_err()
+            .message()
+            .contains("limit"));
     }
 
     #[test]

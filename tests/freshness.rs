@@ -51,8 +51,11 @@ fn index_is_shared_fresh_and_not_rebuilt_needlessly() {
         .unwrap();
     assert_eq!(nearest(&a, "[9, 9]"), "[3]");
     assert_eq!(registry_stat(&a, "builds"), builds + 1);
-    b.execute("UPDATE e SET embedding = faiss_encode('[-5, -5]') WHERE id = 3", [])
-        .unwrap();
+    b.execute(
+        "UPDATE e SET embedding = faiss_encode('[-5, -5]') WHERE id = 3",
+        [],
+    )
+    .unwrap();
     assert_eq!(nearest(&a, "[9, 9]"), "[2]");
     assert_eq!(nearest(&a, "[-5, -4]"), "[3]");
     b.execute("DELETE FROM e WHERE id = 3", []).unwrap();
@@ -77,7 +80,10 @@ fn index_is_shared_fresh_and_not_rebuilt_needlessly() {
     assert_eq!(registry_stat(&a, "checks"), checks);
 
     // The same from this connection's own writes in autocommit mode.
-    a.execute("INSERT INTO e VALUES (?1, ?2)", params![5, encode(&[100.0, 100.0])])
-        .unwrap();
+    a.execute(
+        "INSERT INTO e VALUES (?1, ?2)",
+        params![5, encode(&[100.0, 100.0])],
+    )
+    .unwrap();
     assert_eq!(nearest(&a, "[99, 99]"), "[5]");
 }

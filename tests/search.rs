@@ -36,7 +36,10 @@ fn search(conn: &Connection, db: &str, table: &str, q: &[f32], k: i64) -> Vec<(i
 }
 
 fn ids(conn: &Connection, db: &str, table: &str, q: &[f32], k: i64) -> Vec<i64> {
-    search(conn, db, table, q, k).into_iter().map(|(id, _)| id).collect()
+    search(conn, db, table, q, k)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }
 
 #[test]
@@ -99,7 +102,10 @@ fn database_by_schema_name_or_file_stem() {
     // Datasette opens blog.db as `main`: the stem names it there too.
     let main = open(&blog);
     assert_eq!(ids(&main, "blog", "embeddings", &[0.9, 0.0], 1), vec![0]);
-    let err = error_of(&main, "SELECT faiss_search('nope', 'embeddings', '[1, 0]', 1)");
+    let err = error_of(
+        &main,
+        "SELECT faiss_search('nope', 'embeddings', '[1, 0]', 1)",
+    );
     assert!(err.contains("no database named 'nope'"), "{err}");
     assert!(err.contains("main (blog)"), "{err}");
 }
@@ -124,8 +130,16 @@ fn transactions_see_their_own_writes_and_rollback_leaves_no_trace() {
     assert_eq!(ids(&a, "main", "e", &[5.0], 1), vec![0]);
     a.execute_batch("BEGIN; INSERT INTO e VALUES (2, X'0000A040');") // 5.0
         .unwrap();
-    assert_eq!(ids(&a, "main", "e", &[5.0], 1), vec![2], "own uncommitted write");
-    assert_eq!(ids(&b, "main", "e", &[5.0], 1), vec![0], "others do not see it");
+    assert_eq!(
+        ids(&a, "main", "e", &[5.0], 1),
+        vec![2],
+        "own uncommitted write"
+    );
+    assert_eq!(
+        ids(&b, "main", "e", &[5.0], 1),
+        vec![0],
+        "others do not see it"
+    );
     a.execute_batch("ROLLBACK").unwrap();
     assert_eq!(ids(&a, "main", "e", &[5.0], 1), vec![0], "rolled back");
     assert_eq!(ids(&b, "main", "e", &[5.0], 1), vec![0]);
@@ -147,7 +161,8 @@ fn threads_with_their_own_connections_search_while_one_writes() {
         let path = path.clone();
         std::thread::spawn(move || {
             let conn = open(&path);
-            conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(10))
+                .unwrap();
             for i in 0..50i64 {
                 conn.execute(
                     "INSERT INTO e VALUES (?1, ?2)",
@@ -162,7 +177,8 @@ fn threads_with_their_own_connections_search_while_one_writes() {
             let path = path.clone();
             std::thread::spawn(move || {
                 let conn = open(&path);
-                conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(10))
+                    .unwrap();
                 for q in random_vectors(40, 8, 100 + t) {
                     let got = ids(&conn, "main", "e", &q, 5);
                     assert_eq!(got.len(), 5);

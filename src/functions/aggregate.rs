@@ -29,7 +29,8 @@ impl<const SCORES: bool> Aggregate for Nearest<SCORES> {
     fn step(&mut self, _: &Context, args: &[ValueRef]) -> Result<()> {
         self.rows += 1;
         if self.query.is_none() {
-            let query = vector::parse(args[2].cell()).map_err(|e| e.context("compare_embedding"))?;
+            let query =
+                vector::parse(args[2].cell()).map_err(|e| e.context("compare_embedding"))?;
             self.query = Some((query, parse_k(args[3].cell())?));
         }
         let dim = self.query.as_ref().map_or(0, |(q, _)| q.len());

@@ -23,7 +23,9 @@ pub fn debug(_: &Context, _: &[ValueRef]) -> Result<Output> {
     // SAFETY: both return static data.
     let (sqlite_version, threads) = unsafe {
         (
-            CStr::from_ptr(call!(libversion())).to_string_lossy().into_owned(),
+            CStr::from_ptr(call!(libversion()))
+                .to_string_lossy()
+                .into_owned(),
             omp_get_max_threads(),
         )
     };

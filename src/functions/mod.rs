@@ -23,10 +23,7 @@ pub fn register(db: *mut sqlite3, state: &Arc<ConnState>) -> Result<()> {
     create_scalar(db, "faiss_decode", 1, PureInnocuous, codec::decode)?;
     create_scalar(db, "vekter_version", 0, PureInnocuous, info::version)?;
     create_scalar(db, "vekter_debug", 0, DirectOnly, info::debug)?;
-    for (name, scores) in [
-        ("faiss_search", false),
-        ("faiss_search_with_scores", true),
-    ] {
+    for (name, scores) in [("faiss_search", false), ("faiss_search_with_scores", true)] {
         let state = state.clone();
         create_scalar(db, name, 4, DirectOnly, move |ctx, args| {
             search::search(ctx, &state, args, scores)
@@ -48,7 +45,11 @@ pub fn parse_k(cell: Cell) -> Result<usize> {
             None => bail!("k must be an integer, got the text '{}'", lossy(cell)),
         },
         Cell::Null => bail!("k must be an integer, got NULL"),
-        other => bail!("k must be an integer, got {} {}", other.type_name(), lossy(other)),
+        other => bail!(
+            "k must be an integer, got {} {}",
+            other.type_name(),
+            lossy(other)
+        ),
     };
     if k <= 0 {
         bail!("k must be a positive integer, got {k}");

@@ -59,7 +59,10 @@ impl Index {
     /// A new, empty index from a factory string such as `Flat` or `HNSW32`.
     pub fn new(factory: &str, dim: usize, metric: Metric) -> Result<Self> {
         if dim == 0 || dim > crate::vector::MAX_DIM {
-            bail!("dimension {dim} is out of range 1..={}", crate::vector::MAX_DIM);
+            bail!(
+                "dimension {dim} is out of range 1..={}",
+                crate::vector::MAX_DIM
+            );
         }
         let inner = faiss::index_factory(dim as u32, factory, metric.faiss())
             .map_err(|e| faiss_error(e).context(format!("FAISS factory '{factory}'")))?;
@@ -80,8 +83,11 @@ impl Index {
 
     /// Add vectors (row-major, `n × dim`); they get the labels `ntotal..ntotal + n`.
     pub fn add(&mut self, vectors: &[f32]) -> Result<()> {
-        if vectors.len() % self.dim != 0 {
-            bail!("vector buffer is not a whole number of {}-d vectors", self.dim);
+        if !vectors.len().is_multiple_of(self.dim) {
+            bail!(
+                "vector buffer is not a whole number of {}-d vectors",
+                self.dim
+            );
         }
         if vectors.is_empty() {
             return Ok(());
@@ -175,7 +181,9 @@ pub fn faiss_version() -> String {
 
 fn faiss_error(e: faiss::error::Error) -> Error {
     match e {
-        faiss::error::Error::Native(native) => Error::new(format!("FAISS: {}", native.msg().trim())),
+        faiss::error::Error::Native(native) => {
+            Error::new(format!("FAISS: {}", native.msg().trim()))
+        }
         other => Error::new(format!("FAISS: {other}")),
     }
 }
@@ -204,7 +212,11 @@ mod tests {
         index.add(&[0.0, 0.0, 1.0, 0.0, 0.0, 3.0]).unwrap();
         let hits = index.search(&[0.5, 0.0], 10).unwrap();
         let labels: Vec<i64> = hits.iter().map(|h| h.label).collect();
-        assert_eq!(labels, vec![0, 1, 2], "ties keep label order, k clamps to ntotal");
+        assert_eq!(
+            labels,
+            vec![0, 1, 2],
+            "ties keep label order, k clamps to ntotal"
+        );
         assert_eq!(hits[0].score, 0.25);
         assert_eq!(hits[2].score, 9.25);
     }
@@ -213,7 +225,11 @@ mod tests {
     fn empty_index_and_bad_query() {
         let index = Index::new("Flat", 3, Metric::L2).unwrap();
         assert!(index.search(&[1.0, 2.0, 3.0], 5).unwrap().is_empty());
-        assert!(index.search(&[1.0], 5).unwrap_err().message().contains("dimensions"));
+        assert!(index
+            .search(&[1.0], 5)
+            .unwrap_err()
+            .message()
+            .contains("dimensions"));
         assert!(Index::new("NoSuchIndex", 3, Metric::L2).is_err());
     }
 

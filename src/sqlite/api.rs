@@ -21,7 +21,10 @@ pub fn init(p_api: *mut sqlite3_api_routines) {
 /// The host's routines; only valid after [`init`].
 pub fn routines() -> &'static sqlite3_api_routines {
     let p = ROUTINES.load(Ordering::Acquire);
-    assert!(!p.is_null(), "vekter: SQLite API used before sqlite3_vekter_init");
+    assert!(
+        !p.is_null(),
+        "vekter: SQLite API used before sqlite3_vekter_init"
+    );
     // SAFETY: set once from the pointer SQLite gives the entry point; SQLite keeps it alive.
     unsafe { &*p }
 }

@@ -181,7 +181,10 @@ impl Stmt {
                 index,
                 text.as_ptr() as *const c_char,
                 text.len() as u64,
-                Some(std::mem::transmute::<isize, unsafe extern "C" fn(*mut c_void)>(-1)),
+                Some(std::mem::transmute::<
+                    isize,
+                    unsafe extern "C" fn(*mut c_void),
+                >(-1)),
                 1
             ))
         };

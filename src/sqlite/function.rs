@@ -220,6 +220,9 @@ fn register(
     if rc == 0 {
         Ok(())
     } else {
-        Err(Error::with_code(rc, format!("cannot register function {name}")))
+        Err(Error::with_code(
+            rc,
+            format!("cannot register function {name}"),
+        ))
     }
 }

@@ -2,14 +2,14 @@
 //! function registration and the panic guard. Everything above it works with safe types.
 
 pub mod api;
-mod context;
 mod conn;
+mod context;
 mod function;
 mod guard;
 mod value;
 
-pub use context::{Context, Output};
 pub use conn::{quote_ident, Conn, Stmt};
+pub use context::{Context, Output};
 pub use function::{create_aggregate, create_scalar, Aggregate, Trust};
 pub use guard::guard;
 pub use value::{Cell, ValueRef};
