@@ -37,6 +37,59 @@ pub fn resolve_schema(conn: Conn, database: &str) -> Result<String> {
     )
 }
 
+/// The `faiss` table that `faiss_search(…, table, …)` should use: `table` itself when it is
+/// one, or the single `faiss` table over it. `None`: a plain table (exact index).
+pub fn faiss_table_for(conn: Conn, schema: &str, table: &str) -> Result<Option<String>> {
+    let master = format!("{}.sqlite_master", quote_ident(schema));
+    let mut stmt = conn.prepare(&format!(
+        "SELECT name, sql FROM {master} WHERE type = 'table' AND name = ?1 COLLATE NOCASE"
+    ))?;
+    stmt.bind_text(1, table)?;
+    if stmt.step()? {
+        let sql = stmt.text(1).unwrap_or_default().to_ascii_lowercase();
+        let words: Vec<&str> = sql
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .collect();
+        if words.windows(2).any(|w| w == ["using", "faiss"]) && sql.starts_with("create virtual") {
+            return Ok(stmt.text(0));
+        }
+    }
+    // Each faiss table keeps an insert trigger `<name>_vekter_ai` on its content table.
+    let mut stmt = conn.prepare(&format!(
+        "SELECT v.name FROM {master} AS t JOIN {master} AS v \
+         ON v.type = 'table' AND v.name = substr(t.name, 1, length(t.name) - 10) \
+         WHERE t.type = 'trigger' AND t.tbl_name = ?1 COLLATE NOCASE \
+         AND substr(t.name, -10) = '_vekter_ai' ORDER BY 1"
+    ))?;
+    stmt.bind_text(1, table)?;
+    let mut names = Vec::new();
+    while stmt.step()? {
+        names.extend(stmt.text(0));
+    }
+    match names.len() {
+        0 => Ok(None),
+        1 => Ok(names.pop()),
+        _ => bail!(
+            "table '{table}' has {} faiss indexes ({}): name the one to search",
+            names.len(),
+            names.join(", ")
+        ),
+    }
+}
+
+/// (schema name, file path) of every database of the connection; "" for in-memory ones.
+pub fn database_files(conn: Conn) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare("SELECT name, file FROM pragma_database_list")?;
+    let mut out = Vec::new();
+    while stmt.step()? {
+        out.push((
+            stmt.text(0).unwrap_or_default(),
+            stmt.text(1).unwrap_or_default(),
+        ));
+    }
+    Ok(out)
+}
+
 /// What kind of object `table` is in `schema`, if it exists: `table` or `view`.
 pub fn object_type(conn: Conn, schema: &str, table: &str) -> Result<Option<String>> {
     let mut stmt = conn.prepare(&format!(

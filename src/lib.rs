@@ -14,15 +14,15 @@ pub mod json;
 pub mod registry;
 pub mod sqlite;
 pub mod vector;
+pub mod vtab;
 
-use std::os::raw::{c_char, c_int, c_uint};
+use std::os::raw::{c_char, c_uint};
 use std::sync::Arc;
 
 use sqlite3ext_sys::{sqlite3, sqlite3_api_routines};
 
 use crate::error::Error;
 use crate::registry::ConnState;
-use crate::sqlite::api::call;
 
 /// SQLITE_OK_LOAD_PERMANENTLY: keep the library mapped after this connection closes, because
 /// the registry of indexes lives for the whole process.
@@ -71,20 +71,17 @@ pub unsafe extern "C" fn sqlite3_vekter_init(
 fn register(db: *mut sqlite3) -> Result<(), Error> {
     let state = Arc::new(ConnState::new());
     functions::register(db, &state)?;
+    // SAFETY: the connection SQLite is initialising the extension on.
+    vtab::register(unsafe { sqlite::Conn::from_raw(db) }, &state)?;
     debug_assert_eq!(SQLITE_OK_LOAD_PERMANENTLY, 256);
     Ok(())
 }
 
 /// Hand SQLite a copy of the message in memory it can free with `sqlite3_free`.
 unsafe fn report(pz_err_msg: *mut *mut c_char, e: &Error) {
-    if pz_err_msg.is_null() {
-        return;
-    }
-    let msg = e.message().as_bytes();
-    let p = call!(malloc((msg.len() + 1) as c_int)) as *mut u8;
-    if !p.is_null() {
-        std::ptr::copy_nonoverlapping(msg.as_ptr(), p, msg.len());
-        *p.add(msg.len()) = 0;
-        *pz_err_msg = p as *mut c_char;
+    if !pz_err_msg.is_null() {
+        *pz_err_msg = sqlite::sqlite_string(e.message());
     }
 }
+pub mod live;
+pub mod store;

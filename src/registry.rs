@@ -17,6 +17,7 @@ use crate::content::{read_rows, Rows};
 use crate::error::Result;
 use crate::index::{Index, Metric};
 use crate::json::IdValue;
+use crate::live::{LiveSlot, LiveTable, Meta, Overlay, StateRef, SyncReport};
 use crate::sqlite::Conn;
 
 /// Which database an index belongs to: a file is shared by every connection of the process;
@@ -66,10 +67,35 @@ impl TableIndex {
     }
 }
 
+/// One index of the registry: a plain table's exact index or a `faiss` table's live index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct TableKey {
-    db: DbKey,
-    table: String,
+pub struct IndexKey {
+    pub db: DbKey,
+    /// Lower-cased table name (SQLite names are case-insensitive).
+    pub name: String,
+    pub live: bool,
+}
+
+impl IndexKey {
+    fn new(db: DbKey, name: &str, live: bool) -> IndexKey {
+        IndexKey {
+            db,
+            name: name.to_ascii_lowercase(),
+            live,
+        }
+    }
+}
+
+/// The registry entry of a `faiss` table.
+#[derive(Default)]
+pub struct LiveEntry {
+    pub slot: LiveSlot,
+    /// What it indexes, as last seen (for `faiss_indexes`).
+    pub meta: Mutex<Option<Meta>>,
+    /// Snapshot loads in this process (a reopen loads once; no retraining, no rebuild).
+    pub loads: AtomicU64,
+    /// Content rows applied from the change log.
+    pub applied: AtomicU64,
 }
 
 /// Counters shown by `vekter_debug()`, so tests and users can see what the registry did.
@@ -87,7 +113,8 @@ type Slot = Arc<RwLock<Option<Arc<TableIndex>>>>;
 
 #[derive(Default)]
 pub struct Registry {
-    tables: Mutex<HashMap<TableKey, Slot>>,
+    tables: Mutex<HashMap<IndexKey, Slot>>,
+    live: Mutex<HashMap<IndexKey, Arc<LiveEntry>>>,
     pub stats: Stats,
 }
 
@@ -100,6 +127,39 @@ pub fn registry() -> &'static Registry {
 }
 
 /// What one connection last verified about one index.
+impl LiveTable {
+    /// The `k` nearest rows for `query` as `(rowid, id, score)`, nearest first.
+    pub fn nearest(
+        &self,
+        state: &ConnState,
+        query: &crate::live::Query,
+    ) -> Result<Vec<(i64, IdValue, f32)>> {
+        let hits = registry().with_live(state, self, query.exclusive(), |s, overlay| {
+            self.search(s, overlay, query)
+        })?;
+        let rowids: Vec<i64> = hits.iter().map(|h| h.0).collect();
+        let ids = self.ids_of(&rowids)?;
+        Ok(hits
+            .into_iter()
+            .zip(ids)
+            .map(|((rowid, score), id)| (rowid, id, score))
+            .collect())
+    }
+}
+
+/// One row of `faiss_indexes`.
+pub struct Listed {
+    pub key: IndexKey,
+    /// `None` for a plain table's exact index.
+    pub meta: Option<Meta>,
+    pub dim: usize,
+    pub ntotal: usize,
+    pub bytes: usize,
+    pub pending: i64,
+    pub dead: usize,
+    pub loads: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     data_version: u32,
@@ -111,7 +171,7 @@ struct Stamp {
 /// when the connection closes.
 pub struct ConnState {
     id: u64,
-    stamps: Mutex<HashMap<TableKey, Stamp>>,
+    stamps: Mutex<HashMap<IndexKey, Stamp>>,
 }
 
 impl ConnState {
@@ -120,6 +180,13 @@ impl ConnState {
             id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
             stamps: Mutex::default(),
         }
+    }
+}
+
+impl ConnState {
+    /// This connection's process-unique number.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 }
 
@@ -133,8 +200,12 @@ impl Drop for ConnState {
     /// A closing connection takes its in-memory databases' indexes with it.
     fn drop(&mut self) {
         let id = self.id;
+        let mine = |key: &IndexKey| matches!(&key.db, DbKey::Private { conn, .. } if *conn == id);
         if let Ok(mut tables) = REGISTRY.tables.lock() {
-            tables.retain(|key, _| !matches!(&key.db, DbKey::Private { conn, .. } if *conn == id));
+            tables.retain(|key, _| !mine(key));
+        }
+        if let Ok(mut live) = REGISTRY.live.lock() {
+            live.retain(|key, _| !mine(key));
         }
     }
 }
@@ -148,10 +219,7 @@ impl Registry {
         schema: &str,
         table: &str,
     ) -> Result<Arc<TableIndex>> {
-        let key = TableKey {
-            db: DbKey::of(conn, state, schema),
-            table: table.to_ascii_lowercase(),
-        };
+        let key = IndexKey::new(DbKey::of(conn, state, schema), table, false);
         let slot = self
             .tables
             .lock()
@@ -195,6 +263,125 @@ impl Registry {
             stamps().insert(key, stamp);
         }
         Ok(index)
+    }
+
+    /// The entry of `faiss` table `table`, created empty on first use.
+    pub fn live_entry(&self, state: &ConnState, table: &LiveTable) -> (IndexKey, Arc<LiveEntry>) {
+        let key = IndexKey::new(
+            DbKey::of(table.conn, state, &table.schema),
+            &table.name,
+            true,
+        );
+        let entry = self
+            .live
+            .lock()
+            .expect("registry lock")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        (key, entry)
+    }
+
+    /// Publish a freshly built state (creation, rebuild) for `table`.
+    pub fn publish(&self, state: &ConnState, table: &LiveTable, built: crate::live::LiveState) {
+        let (_, entry) = self.live_entry(state, table);
+        *entry.meta.lock().expect("meta lock") = Some(table.meta.clone());
+        *entry.slot.write().expect("index lock") = Some(built);
+    }
+
+    /// Forget `faiss` table `name` (DROP TABLE, RENAME).
+    pub fn forget(&self, state: &ConnState, conn: Conn, schema: &str, name: &str) {
+        let key = IndexKey::new(DbKey::of(conn, state, schema), name, true);
+        self.live.lock().expect("registry lock").remove(&key);
+    }
+
+    /// Run `f` on `table`'s index, current for what this connection sees: as it is when
+    /// nothing changed since this connection last looked (no SQL at all), else after
+    /// applying the change log (see `LiveTable::sync`).
+    pub fn with_live<R>(
+        &self,
+        state: &ConnState,
+        table: &LiveTable,
+        exclusive: bool,
+        f: impl FnOnce(&mut StateRef, &Overlay) -> Result<R>,
+    ) -> Result<R> {
+        let (key, entry) = self.live_entry(state, table);
+        let conn = table.conn;
+        let seen = conn.data_version(&table.schema).map(|data_version| Stamp {
+            data_version,
+            total_changes: conn.total_changes(),
+            generation: 0,
+        });
+        let stamps = || state.stamps.lock().expect("stamps lock");
+        if let Some(seen) = seen {
+            let current = entry
+                .slot
+                .read()
+                .expect("index lock")
+                .as_ref()
+                .map(|s| s.generation);
+            if let (Some(generation), Some(stamp)) = (current, stamps().get(&key).copied()) {
+                if stamp == (Stamp { generation, ..seen }) {
+                    let mut guard = if exclusive {
+                        StateRef::Exclusive(entry.slot.write().expect("index lock"))
+                    } else {
+                        StateRef::Shared(entry.slot.read().expect("index lock"))
+                    };
+                    if guard.get().generation == generation {
+                        return f(&mut guard, &Overlay::default());
+                    }
+                }
+            }
+        }
+        let mut report = SyncReport::default();
+        let (mut guard, overlay) = table.sync(&entry.slot, exclusive, &mut report)?;
+        if report.loaded {
+            entry.loads.fetch_add(1, Ordering::Relaxed);
+            *entry.meta.lock().expect("meta lock") = Some(table.meta.clone());
+        }
+        entry
+            .applied
+            .fetch_add(report.applied as u64, Ordering::Relaxed);
+        let shared = !matches!(guard, StateRef::Own(_));
+        if let (true, true, Some(seen)) = (shared, conn.autocommit(), seen) {
+            let generation = guard.get().generation;
+            stamps().insert(key, Stamp { generation, ..seen });
+        }
+        f(&mut guard, &overlay)
+    }
+
+    /// Every index this process holds, for `faiss_indexes`.
+    pub fn list(&self) -> Vec<Listed> {
+        let mut out = Vec::new();
+        for (key, slot) in self.tables.lock().expect("registry lock").iter() {
+            if let Some(t) = slot.read().expect("index lock").as_ref() {
+                out.push(Listed {
+                    key: key.clone(),
+                    meta: None,
+                    dim: t.index.dim(),
+                    ntotal: t.ids.len(),
+                    bytes: t.index.dim() * 4 * t.ids.len() + t.ids.len() * 16,
+                    pending: 0,
+                    dead: 0,
+                    loads: 0,
+                });
+            }
+        }
+        for (key, entry) in self.live.lock().expect("registry lock").iter() {
+            let guard = entry.slot.read().expect("index lock");
+            let Some(s) = guard.as_ref() else { continue };
+            out.push(Listed {
+                key: key.clone(),
+                meta: entry.meta.lock().expect("meta lock").clone(),
+                dim: s.index.dim(),
+                ntotal: s.live_count(),
+                bytes: s.memory_bytes(),
+                pending: s.applied_seq.saturating_sub(s.snapshot_seq),
+                dead: s.dead_count(),
+                loads: entry.loads.load(Ordering::Relaxed),
+            });
+        }
+        out
     }
 
     /// Number of table indexes held.

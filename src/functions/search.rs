@@ -1,9 +1,10 @@
 //! `faiss_search(database, table, embedding, k)` and `faiss_search_with_scores(…)` (SPEC §3).
 
-use crate::content::resolve_schema;
+use crate::content::{faiss_table_for, resolve_schema};
 use crate::error::Result;
 use crate::index::Hit;
 use crate::json::{self, IdValue};
+use crate::live::{LiveTable, Query, SearchParams};
 use crate::registry::{registry, ConnState};
 use crate::sqlite::{Context, Output, ValueRef};
 use crate::vector;
@@ -17,6 +18,21 @@ pub fn search(ctx: &Context, state: &ConnState, args: &[ValueRef], scores: bool)
     let k = parse_k(args[3].cell())?;
     let conn = ctx.conn();
     let schema = resolve_schema(conn, database)?;
+    if let Some(name) = faiss_table_for(conn, &schema, table)? {
+        let live = LiveTable::open(conn, &schema, &name)?;
+        let params = SearchParams::default();
+        let query = Query {
+            vector: &query,
+            k,
+            filter: None,
+            params: &params,
+        };
+        let rows = live.nearest(state, &query)?;
+        let out = json::list(&rows, |out, (_, id, score)| {
+            push_result(out, id, *score, scores)
+        });
+        return Ok(Output::Text(out));
+    }
     let found = registry().table_index(conn, state, &schema, table)?;
     let hits = if found.has_vectors() {
         found
@@ -32,15 +48,19 @@ pub fn search(ctx: &Context, state: &ConnState, args: &[ValueRef], scores: bool)
 /// `[id, …]` or `[[id, score], …]`, as datasette-faiss prints them.
 pub fn render(hits: &[Hit], ids: &[IdValue], scores: bool) -> String {
     json::list(hits, |out, hit| {
-        let id = &ids[hit.label as usize];
-        if scores {
-            out.push('[');
-            json::push_id(out, id);
-            out.push_str(", ");
-            json::push_float(out, hit.score as f64);
-            out.push(']');
-        } else {
-            json::push_id(out, id);
-        }
+        push_result(out, &ids[hit.label as usize], hit.score, scores)
     })
+}
+
+/// `id` or `[id, score]`.
+fn push_result(out: &mut String, id: &IdValue, score: f32, scores: bool) {
+    if scores {
+        out.push('[');
+        json::push_id(out, id);
+        out.push_str(", ");
+        json::push_float(out, score as f64);
+        out.push(']');
+    } else {
+        json::push_id(out, id);
+    }
 }

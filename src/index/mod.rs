@@ -1,12 +1,17 @@
 //! The only module that calls FAISS. It takes validated vectors and returns typed hits; every
 //! precondition FAISS would `abort()` on (dimension, k, empty index) is checked here first.
 
-use std::ffi::CStr;
+mod io;
+mod selector;
 
-use faiss::index::IndexImpl;
+use std::ffi::{CStr, CString};
+
+use faiss::index::{FromInnerPtr, IndexImpl, TryClone};
 use faiss::{Index as _, MetricType};
 
 use crate::error::{bail, Error, Result};
+
+pub use selector::Bitmap;
 
 /// How distances are measured (SPEC §3 score rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +25,15 @@ pub enum Metric {
 }
 
 impl Metric {
+    pub fn parse(name: &str) -> Result<Metric> {
+        match name.to_ascii_lowercase().as_str() {
+            "l2" => Ok(Metric::L2),
+            "ip" | "inner_product" => Ok(Metric::InnerProduct),
+            "cosine" => Ok(Metric::Cosine),
+            other => bail!("unknown metric '{other}': use l2, ip or cosine"),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Metric::L2 => "l2",
@@ -36,7 +50,7 @@ impl Metric {
     }
 
     /// True when a smaller score is nearer.
-    fn ascending(self) -> bool {
+    pub fn ascending(self) -> bool {
         self == Metric::L2
     }
 }
@@ -81,6 +95,59 @@ impl Index {
         self.inner.ntotal() as usize
     }
 
+    pub fn is_trained(&self) -> bool {
+        self.inner.is_trained()
+    }
+
+    /// Train on `vectors` (row-major, `n × dim`).
+    pub fn train(&mut self, vectors: &[f32]) -> Result<()> {
+        if vectors.is_empty() || !vectors.len().is_multiple_of(self.dim) {
+            bail!("no training vectors");
+        }
+        let prepared = self.prepare(vectors);
+        self.inner.train(&prepared).map_err(faiss_error)
+    }
+
+    /// The same index with no vectors, keeping what training learnt (for compaction).
+    pub fn empty_copy(&self) -> Result<Index> {
+        let mut inner = self.inner.try_clone().map_err(faiss_error)?;
+        inner.reset().map_err(faiss_error)?;
+        Ok(Index {
+            inner,
+            dim: self.dim,
+            metric: self.metric,
+        })
+    }
+
+    /// Remove every vector, keeping what training learnt.
+    pub fn reset(&mut self) -> Result<()> {
+        self.inner.reset().map_err(faiss_error)
+    }
+
+    /// Set a FAISS search parameter (`nprobe`, `efSearch`, …) on the index itself
+    /// (`ParameterSpace::set_index_parameter`). Mutates the index: callers hold it exclusively.
+    pub fn set_parameter(&mut self, name: &str, value: f64) -> Result<()> {
+        let c_name = CString::new(name).map_err(|_| Error::new("parameter name has NUL"))?;
+        // SAFETY: the space is created, used on our index, and freed here.
+        unsafe {
+            let mut space = std::ptr::null_mut();
+            if faiss_sys::faiss_ParameterSpace_new(&mut space) != 0 {
+                return Err(last_error());
+            }
+            let rc = faiss_sys::faiss_ParameterSpace_set_index_parameter(
+                space,
+                self.inner.inner_ptr(),
+                c_name.as_ptr(),
+                value,
+            );
+            faiss_sys::faiss_ParameterSpace_free(space);
+            if rc != 0 {
+                return Err(last_error().context(format!("search parameter {name}={value}")));
+            }
+        }
+        Ok(())
+    }
+
     /// Add vectors (row-major, `n × dim`); they get the labels `ntotal..ntotal + n`.
     pub fn add(&mut self, vectors: &[f32]) -> Result<()> {
         if !vectors.len().is_multiple_of(self.dim) {
@@ -99,6 +166,18 @@ impl Index {
     /// The `k` nearest neighbours of `query`, nearest first; ties keep label order.
     /// Returns fewer than `k` hits when the index holds fewer vectors, never padding.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        self.search_selected(query, k, None)
+    }
+
+    /// [`search`](Self::search) among the labels whose bit is set in `selected` only
+    /// (FAISS `IDSelectorBitmap` in the search parameters). Fails for index types whose
+    /// search takes no selector; the caller then filters results itself.
+    pub fn search_selected(
+        &self,
+        query: &[f32],
+        k: usize,
+        selected: Option<&Bitmap>,
+    ) -> Result<Vec<Hit>> {
         self.check_query(query)?;
         let k = k.min(self.ntotal());
         if k == 0 {
@@ -107,13 +186,16 @@ impl Index {
         let query = self.prepare(query);
         let mut scores = vec![0f32; k];
         let mut labels = vec![-1i64; k];
-        // SAFETY: the index is valid; `query` holds one `dim`-vector; both outputs hold `k`.
+        let params = selected.map(selector::SearchParams::new).transpose()?;
+        // SAFETY: the index is valid; `query` holds one `dim`-vector; both outputs hold `k`;
+        // the parameters (and the bitmap they point to) outlive the call.
         let rc = unsafe {
-            faiss_sys::faiss_Index_search(
+            faiss_sys::faiss_Index_search_with_params(
                 self.inner.inner_ptr(),
                 1,
                 query.as_ptr(),
                 k as i64,
+                params.as_ref().map_or(std::ptr::null(), |p| p.raw()),
                 scores.as_mut_ptr(),
                 labels.as_mut_ptr(),
             )
@@ -122,6 +204,41 @@ impl Index {
             return Err(last_error());
         }
         Ok(self.collect_hits(&labels, &scores))
+    }
+
+    /// The exact score of `query` against `vector` under this index's metric.
+    pub fn exact_score(&self, query: &[f32], vector: &[f32]) -> f32 {
+        match self.metric {
+            Metric::L2 => query
+                .iter()
+                .zip(vector)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum(),
+            Metric::InnerProduct => query.iter().zip(vector).map(|(a, b)| a * b).sum(),
+            Metric::Cosine => {
+                let dot: f32 = query.iter().zip(vector).map(|(a, b)| a * b).sum();
+                let nq = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+                let nv = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if nq == 0.0 || nv == 0.0 {
+                    0.0
+                } else {
+                    dot / (nq * nv)
+                }
+            }
+        }
+    }
+
+    /// Order hits nearest first, ties by label.
+    pub fn sort_hits(&self, hits: &mut [Hit]) {
+        let ascending = self.metric.ascending();
+        hits.sort_by(|a, b| {
+            let by_score = if ascending {
+                a.score.total_cmp(&b.score)
+            } else {
+                b.score.total_cmp(&a.score)
+            };
+            by_score.then(a.label.cmp(&b.label))
+        });
     }
 
     fn check_query(&self, query: &[f32]) -> Result<()> {
@@ -158,16 +275,28 @@ impl Index {
             .filter(|(label, _)| **label >= 0)
             .map(|(&label, &score)| Hit { label, score })
             .collect();
-        let ascending = self.metric.ascending();
-        hits.sort_by(|a, b| {
-            let by_score = if ascending {
-                a.score.total_cmp(&b.score)
-            } else {
-                b.score.total_cmp(&a.score)
-            };
-            by_score.then(a.label.cmp(&b.label))
-        });
+        self.sort_hits(&mut hits);
         hits
+    }
+}
+
+impl Index {
+    /// The index in FAISS's own serialization format.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        io::write(self.inner.inner_ptr())
+    }
+
+    /// An index from bytes [`to_bytes`](Self::to_bytes) wrote. Only call it on bytes whose
+    /// checksum matched: FAISS's reader trusts its input.
+    pub fn from_bytes(bytes: &[u8], metric: Metric) -> Result<Index> {
+        let raw = io::read(bytes)?;
+        // SAFETY: `raw` is a freshly read index that nothing else owns.
+        let inner = unsafe { IndexImpl::from_inner_ptr(raw) };
+        let dim = inner.d() as usize;
+        if dim == 0 || dim > crate::vector::MAX_DIM {
+            bail!("stored index has dimension {dim}");
+        }
+        Ok(Index { inner, dim, metric })
     }
 }
 
@@ -182,14 +311,30 @@ pub fn faiss_version() -> String {
 fn faiss_error(e: faiss::error::Error) -> Error {
     match e {
         faiss::error::Error::Native(native) => {
-            Error::new(format!("FAISS: {}", native.msg().trim()))
+            Error::new(format!("FAISS: {}", clean(native.msg())))
         }
         other => Error::new(format!("FAISS: {other}")),
     }
 }
 
+/// FAISS messages read "Error in <C++ signature> at <file>:<line>: <message>": keep the
+/// message, which is what a user can act on.
+fn clean(msg: &str) -> &str {
+    let msg = msg.trim();
+    for ext in [".cpp:", ".h:"] {
+        if let Some(at) = msg.find(ext) {
+            let rest = &msg[at + ext.len()..];
+            let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+            if let Some(m) = rest.strip_prefix(": ") {
+                return m.strip_prefix("Error: ").unwrap_or(m).trim();
+            }
+        }
+    }
+    msg
+}
+
 /// The message of the FAISS exception the last call on this thread turned into an error code.
-fn last_error() -> Error {
+pub(crate) fn last_error() -> Error {
     // SAFETY: thread-local string owned by FAISS, copied at once.
     let msg = unsafe {
         let p = faiss_sys::faiss_get_last_error();
@@ -199,7 +344,7 @@ fn last_error() -> Error {
             CStr::from_ptr(p).to_string_lossy().into_owned()
         }
     };
-    Error::new(format!("FAISS: {}", msg.trim()))
+    Error::new(format!("FAISS: {}", clean(&msg)))
 }
 
 #[cfg(test)]
@@ -231,6 +376,16 @@ mod tests {
             .message()
             .contains("dimensions"));
         assert!(Index::new("NoSuchIndex", 3, Metric::L2).is_err());
+    }
+
+    #[test]
+    fn faiss_messages_lose_their_source_location() {
+        let raw = "Error in void faiss::Clustering::train_encoded(faiss::idx_t) at /x/faiss/Clustering.cpp:274: Error: 'nx >= k' failed: Number of training points (3) should be at least as large as number of clusters (16)";
+        assert_eq!(
+            clean(raw),
+            "'nx >= k' failed: Number of training points (3) should be at least as large as number of clusters (16)"
+        );
+        assert_eq!(clean("plain"), "plain");
     }
 
     #[test]

@@ -142,10 +142,22 @@ impl Conn {
     /// True when this connection holds a read (or write) transaction on `schema`
     /// ([sqlite3_txn_state](https://www.sqlite.org/c3ref/txn_state.html), SQLite 3.34+).
     fn in_read_transaction(&self, schema: &CStr) -> bool {
-        const SQLITE_TXN_NONE: c_int = 0;
+        self.txn_state(schema) > 0
+    }
+
+    /// 0 none, 1 read, 2 write; 2 also on hosts too old to tell (the cautious answer).
+    fn txn_state(&self, schema: &CStr) -> c_int {
+        if libversion_number() < 3_034_000 {
+            return 2;
+        }
         // SAFETY: valid connection and NUL-terminated schema name.
-        libversion_number() >= 3_034_000
-            && unsafe { call!(txn_state(self.raw, schema.as_ptr())) } > SQLITE_TXN_NONE
+        unsafe { call!(txn_state(self.raw, schema.as_ptr())) }
+    }
+
+    /// True when this connection has a write transaction open on `schema`: its uncommitted
+    /// writes may be visible to it.
+    pub fn in_write_transaction(&self, schema: &str) -> bool {
+        CString::new(schema).map_or(true, |s| self.txn_state(&s) >= 2)
     }
 
     /// True when `schema` is opened read-only.
@@ -191,10 +203,40 @@ impl Stmt {
         self.check(rc)
     }
 
+    pub fn bind_blob(&mut self, index: c_int, blob: &[u8]) -> Result<()> {
+        // SAFETY: valid statement; SQLITE_TRANSIENT makes SQLite copy the bytes. A zero-length
+        // blob still needs a non-NULL pointer (NULL would bind SQL NULL).
+        let rc = unsafe {
+            call!(bind_blob64(
+                self.raw,
+                index,
+                if blob.is_empty() {
+                    c"".as_ptr() as *const c_void
+                } else {
+                    blob.as_ptr() as *const c_void
+                },
+                blob.len() as u64,
+                Some(std::mem::transmute::<
+                    isize,
+                    unsafe extern "C" fn(*mut c_void),
+                >(-1))
+            ))
+        };
+        self.check(rc)
+    }
+
     pub fn bind_i64(&mut self, index: c_int, value: i64) -> Result<()> {
         // SAFETY: valid statement.
         let rc = unsafe { call!(bind_int64(self.raw, index, value)) };
         self.check(rc)
+    }
+
+    /// Rewind to run again with new bindings.
+    pub fn reset(&mut self) {
+        // SAFETY: valid statement; the error (if any) was already reported by step.
+        unsafe {
+            call!(reset(self.raw));
+        }
     }
 
     /// Step once: `true` when a row is ready.

@@ -7,9 +7,11 @@ mod context;
 mod function;
 mod guard;
 mod value;
+mod vtab;
 
 pub use conn::{quote_ident, Conn, Stmt};
 pub use context::{Context, Output};
 pub use function::{create_aggregate, create_scalar, Aggregate, Trust};
 pub use guard::guard;
 pub use value::{Cell, ValueRef};
+pub use vtab::{create_module, op, sqlite_string, Constraint, Cursor, IndexInfo, Plan, VTab};

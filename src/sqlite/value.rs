@@ -95,6 +95,10 @@ impl<'a> ValueRef<'a> {
         }
     }
 
+    pub(super) fn raw(&self) -> *mut sqlite3_value {
+        self.raw
+    }
+
     pub fn cell(&self) -> Cell<'a> {
         let raw = self.raw;
         // SAFETY: `raw` is valid for 'a (constructor contract); pointers SQLite returns stay

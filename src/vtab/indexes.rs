@@ -1,0 +1,138 @@
+//! `faiss_indexes` (SPEC §5): an eponymous table listing the indexes this process holds for
+//! the databases of the querying connection.
+
+use std::sync::Arc;
+
+use crate::content::database_files;
+use crate::error::Result;
+use crate::registry::{registry, ConnState, DbKey};
+use crate::sqlite::{Conn, Context, Cursor, IndexInfo, Output, Plan, VTab, ValueRef};
+
+pub struct IndexesTable {
+    conn: Conn,
+    state: Arc<ConnState>,
+}
+
+const COLUMNS: &str = "CREATE TABLE x(database, name, content, column, factory, metric, dim, \
+                       ntotal, bytes, pending, deleted, loads, state)";
+
+impl VTab for IndexesTable {
+    type Aux = Arc<ConnState>;
+    type Cursor = IndexesCursor;
+    const SHADOW_TABLES: &'static [&'static str] = &[];
+    const CREATES: bool = false;
+
+    fn create(conn: Conn, aux: &Arc<ConnState>, args: &[String]) -> Result<(String, Self)> {
+        Self::connect(conn, aux, args)
+    }
+
+    fn connect(conn: Conn, aux: &Arc<ConnState>, _: &[String]) -> Result<(String, Self)> {
+        Ok((
+            COLUMNS.to_string(),
+            IndexesTable {
+                conn,
+                state: aux.clone(),
+            },
+        ))
+    }
+
+    fn best_index(&self, info: &mut IndexInfo) -> Result<Plan> {
+        info.set_plan(0, "", 1000.0, 10);
+        Ok(Plan::Use)
+    }
+
+    fn open(&self) -> Result<IndexesCursor> {
+        Ok(IndexesCursor::default())
+    }
+}
+
+#[derive(Default)]
+pub struct IndexesCursor {
+    rows: Vec<Vec<Output>>,
+    pos: usize,
+}
+
+impl Cursor for IndexesCursor {
+    type Table = IndexesTable;
+
+    fn filter(
+        &mut self,
+        table: &IndexesTable,
+        _: i32,
+        _: Option<&str>,
+        _: &[ValueRef],
+    ) -> Result<()> {
+        let files = database_files(table.conn)?;
+        self.rows = registry()
+            .list()
+            .into_iter()
+            .filter_map(|l| {
+                let database = match &l.key.db {
+                    DbKey::File(path) => files.iter().find(|(_, f)| f == path)?.0.clone(),
+                    DbKey::Private { conn, schema } if *conn == table.state.id() => schema.clone(),
+                    DbKey::Private { .. } => return None,
+                };
+                let text = |s: &str| Output::Text(s.to_string());
+                let (content, column, factory, metric) = match &l.meta {
+                    Some(m) => (
+                        text(&m.content),
+                        text(&m.column),
+                        text(&m.factory),
+                        text(m.metric.name()),
+                    ),
+                    None => (
+                        text(&l.key.name),
+                        text("embedding"),
+                        text("Flat"),
+                        text("l2"),
+                    ),
+                };
+                Some(vec![
+                    Output::Text(database),
+                    text(&l.key.name),
+                    content,
+                    column,
+                    factory,
+                    metric,
+                    Output::Integer(l.dim as i64),
+                    Output::Integer(l.ntotal as i64),
+                    Output::Integer(l.bytes as i64),
+                    Output::Integer(l.pending),
+                    Output::Integer(l.dead as i64),
+                    Output::Integer(l.loads as i64),
+                    text(if l.meta.is_some() {
+                        "live"
+                    } else {
+                        "exact, from table"
+                    }),
+                ])
+            })
+            .collect();
+        self.rows
+            .sort_by(|a, b| format!("{:?}", &a[..2]).cmp(&format!("{:?}", &b[..2])));
+        self.pos = 0;
+        Ok(())
+    }
+
+    fn next(&mut self) -> Result<()> {
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn eof(&self) -> bool {
+        self.pos >= self.rows.len()
+    }
+
+    fn column(&self, ctx: &Context, i: i32) -> Result<()> {
+        ctx.set(self.rows[self.pos].get(i as usize).unwrap_or(&Output::Null));
+        Ok(())
+    }
+
+    fn rowid(&self) -> Result<i64> {
+        Ok(self.pos as i64)
+    }
+}
+
+pub fn register(conn: Conn, state: &Arc<ConnState>) -> Result<()> {
+    crate::sqlite::create_module::<IndexesTable>(conn, "faiss_indexes", state.clone())
+}
