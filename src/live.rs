@@ -654,28 +654,23 @@ impl LiveTable {
         Ok(out)
     }
 
-    /// The `id` of each rowid (the rowid itself when the table has no id column).
-    pub fn ids_of(&self, rowids: &[i64]) -> Result<Vec<crate::json::IdValue>> {
-        let Some(id) = &self.meta.id_column else {
-            return Ok(rowids
-                .iter()
-                .map(|&r| crate::json::IdValue::Integer(r))
-                .collect());
-        };
+    /// The `id` of each rowid (the rowid itself when the table has no id column); `None` for
+    /// a rowid this connection cannot see in the content table (a row deleted in a way no
+    /// trigger saw, or one committed after this connection's read snapshot began).
+    pub fn ids_of(&self, rowids: &[i64]) -> Result<Vec<Option<crate::json::IdValue>>> {
+        let id = self.meta.id_column.as_deref().map_or("rowid".to_string(), quote_ident);
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {} FROM {} WHERE rowid = ?1",
-            quote_ident(id),
+            "SELECT {id} FROM {} WHERE rowid = ?1",
             self.content_sql()
         ))?;
         let mut out = Vec::with_capacity(rowids.len());
         for &rowid in rowids {
             stmt.bind_i64(1, rowid)?;
-            let value = if stmt.step()? {
-                crate::content::id_value(stmt.cell(0))?
+            out.push(if stmt.step()? {
+                Some(crate::content::id_value(stmt.cell(0))?)
             } else {
-                crate::json::IdValue::Null
-            };
-            out.push(value);
+                None
+            });
             stmt.reset();
         }
         Ok(out)

@@ -142,7 +142,7 @@ impl LiveTable {
         Ok(hits
             .into_iter()
             .zip(ids)
-            .map(|((rowid, score), id)| (rowid, id, score))
+            .filter_map(|((rowid, score), id)| Some((rowid, id?, score)))
             .collect())
     }
 }

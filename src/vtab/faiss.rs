@@ -405,7 +405,7 @@ struct Request {
     filter: Option<HashSet<i64>>,
 }
 
-fn parse_request(plan: &str, args: &[ValueRef], table: &str) -> Result<Request> {
+fn parse_request(plan: &str, args: &[ValueRef], table: &str, content: &str) -> Result<Request> {
     let mut request = Request {
         query: None,
         k: None,
@@ -454,7 +454,8 @@ fn parse_request(plan: &str, args: &[ValueRef], table: &str) -> Result<Request> 
     if request.query.is_none() {
         bail!(
             "faiss table '{table}' needs a query vector: SELECT … FROM {table} WHERE query = \
-             :vector AND k = 10, or SELECT … FROM {table}(:vector, 10)"
+             :vector AND k = 10, or SELECT … FROM {table}(:vector, 10). It cannot be written: \
+             write to its content table '{content}' instead"
         );
     }
     if request.k.is_none() {
@@ -474,7 +475,7 @@ impl Cursor for FaissCursor {
         args: &[ValueRef],
     ) -> Result<()> {
         let t = &table.table;
-        let request = parse_request(idx_str.unwrap_or(""), args, &t.name)?;
+        let request = parse_request(idx_str.unwrap_or(""), args, &t.name, &t.meta.content)?;
         let (vector, k) = (request.query.expect("checked"), request.k.expect("checked"));
         let query = Query {
             vector: &vector,
