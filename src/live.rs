@@ -658,7 +658,11 @@ impl LiveTable {
     /// a rowid this connection cannot see in the content table (a row deleted in a way no
     /// trigger saw, or one committed after this connection's read snapshot began).
     pub fn ids_of(&self, rowids: &[i64]) -> Result<Vec<Option<crate::json::IdValue>>> {
-        let id = self.meta.id_column.as_deref().map_or("rowid".to_string(), quote_ident);
+        let id = self
+            .meta
+            .id_column
+            .as_deref()
+            .map_or("rowid".to_string(), quote_ident);
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {id} FROM {} WHERE rowid = ?1",
             self.content_sql()

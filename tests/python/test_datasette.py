@@ -36,17 +36,25 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
-    db = tmp_path / "blog.db"
-    conn = sqlite3.connect(db)
+def make_blog(path, with_index=False):
+    conn = sqlite3.connect(path)
     conn.execute("create table blog_entry (id integer primary key, title text)")
     conn.execute("create table embeddings (id integer primary key, embedding blob)")
     for i in range(1, 7):
         conn.execute("insert into blog_entry values (?, ?)", (i, f"Entry {i}"))
         conn.execute("insert into embeddings values (?, ?)", (i, encode([i, i * 0.5])))
+    if with_index:
+        conn.enable_load_extension(True)
+        conn.load_extension(LIB.removesuffix(".so"))
+        conn.execute("create virtual table embeddings_idx using faiss(content = embeddings, factory = 'HNSW8')")
     conn.commit()
     conn.close()
+
+
+@pytest.fixture(params=[False, True], ids=["plain table", "faiss table"])
+def server(tmp_path, request):
+    db = tmp_path / "blog.db"
+    make_blog(db, with_index=request.param)
     port = free_port()
     datasette = os.path.join(os.path.dirname(sys.executable), "datasette")
     proc = subprocess.Popen(
@@ -124,3 +132,50 @@ def test_server_sees_writes_made_while_it_runs(server):
     conn.commit()
     conn.close()
     assert query(base, "select faiss_search('blog', 'embeddings', '[100, 50]', 1) as r")[1][0]["r"] == "[7]"
+
+
+def test_faiss_table_queries_over_http(tmp_path):
+    db = tmp_path / "blog.db"
+    make_blog(db, with_index=True)
+    port = free_port()
+    datasette = os.path.join(os.path.dirname(sys.executable), "datasette")
+    proc = subprocess.Popen(
+        [datasette, "serve", str(db), "--port", str(port), "--load-extension", LIB.removesuffix(".so")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/-/versions.json", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None and time.time() < deadline
+                time.sleep(0.2)
+        status, rows = query(
+            base,
+            "select b.title, i.distance from embeddings_idx(:q, :k) i join blog_entry b on b.id = i.rowid",
+            q="[4, 2]",
+            k="2",
+        )
+        assert status == 200, rows
+        assert rows == [{"title": "Entry 4", "distance": 0.0}, {"title": "Entry 3", "distance": 1.25}]
+        status, rows = query(
+            base,
+            "select rowid from embeddings_idx where query = :q and k = 3 and rowid in (select id from blog_entry where id % 2 = 1)",
+            q="[4, 2]",
+        )
+        assert [r["rowid"] for r in rows] == [3, 5, 1]
+        status, body = query(base, "select * from embeddings_idx")
+        assert status == 400 and "needs a query vector" in body["error"]
+        # the table pages still render
+        with urllib.request.urlopen(base + "/blog.json", timeout=30) as r:
+            assert r.status == 200
+        # faiss_indexes shows the index this server holds
+        status, rows = query(base, "select name, factory, ntotal from faiss_indexes")
+        assert rows == [{"name": "embeddings_idx", "factory": "HNSW8", "ntotal": 6}]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
