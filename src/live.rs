@@ -912,24 +912,28 @@ impl LiveTable {
         let index = &state.index;
         // Which slots may be returned: live ones, minus rows the overlay replaces, within the
         // filter. `None` means every slot.
-        let mut allowed: Option<Bitmap> = None;
-        if let Some(filter) = query.filter {
+        use std::borrow::Cow;
+        let allowed: Option<Cow<Bitmap>> = if let Some(filter) = query.filter {
             let mut b = Bitmap::new(state.slots.len());
             for rowid in filter {
                 if let Some(&slot) = state.slot_of.get(rowid) {
                     b.set(slot, !overlay.changed.contains(rowid));
                 }
             }
-            allowed = Some(b);
-        } else if state.dead_count() > 0 || !overlay.changed.is_empty() {
+            Some(Cow::Owned(b))
+        } else if !overlay.changed.is_empty() {
             let mut b = state.live.clone();
             for rowid in &overlay.changed {
                 if let Some(&slot) = state.slot_of.get(rowid) {
                     b.set(slot, false);
                 }
             }
-            allowed = Some(b);
-        }
+            Some(Cow::Owned(b))
+        } else if state.dead_count() > 0 {
+            Some(Cow::Borrowed(&state.live))
+        } else {
+            None
+        };
         let available = allowed
             .as_ref()
             .map_or(state.live_count(), |b| b.count_ones());
@@ -937,7 +941,7 @@ impl LiveTable {
         let mut hits = if want == 0 {
             Vec::new()
         } else {
-            match index.search_selected(query.vector, fetch, allowed.as_ref()) {
+            match index.search_selected(query.vector, fetch, allowed.as_deref()) {
                 Ok(hits) => hits,
                 // Index types without selector support: filter FAISS's results ourselves.
                 Err(_) if allowed.is_some() => {

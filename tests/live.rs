@@ -144,3 +144,45 @@ fn readers_and_writers_agree_with_the_table() {
         );
     }
 }
+
+#[test]
+fn limit_is_k_where_sqlite_passes_it_down() {
+    let conn = memory();
+    let version: String = conn
+        .query_row("SELECT sqlite_version()", [], |r| r.get(0))
+        .unwrap();
+    let version: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
+    conn.execute_batch("CREATE TABLE docs (id INTEGER PRIMARY KEY, embedding BLOB)")
+        .unwrap();
+    for i in 0..20 {
+        conn.execute(
+            "INSERT INTO docs VALUES (?1, ?2)",
+            params![i, encode(&[i as f32])],
+        )
+        .unwrap();
+    }
+    conn.execute_batch("CREATE VIRTUAL TABLE idx USING faiss(content = docs, factory = 'HNSW8')")
+        .unwrap();
+    let limited = |sql: &str| -> Vec<i64> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map([encode(&[10.2])], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        limited("SELECT rowid FROM idx WHERE query = ?1 AND k = 3"),
+        vec![10, 11, 9]
+    );
+    // SQLite 3.41+ hands LIMIT to virtual tables (rusqlite bundles a newer SQLite).
+    if version >= vec![3, 41] {
+        assert_eq!(
+            limited("SELECT rowid FROM idx WHERE query = ?1 LIMIT 3"),
+            vec![10, 11, 9]
+        );
+        assert_eq!(
+            limited("SELECT rowid FROM idx WHERE query = ?1 ORDER BY distance LIMIT 2"),
+            vec![10, 11]
+        );
+    }
+}
