@@ -1,5 +1,6 @@
 -- vekter seed example: 10,000 pseudo-random 64-d vectors, vector 1 made close to vector 0,
--- an exact FAISS index, and the 3 nearest neighbours of rows 0 and 1.
+-- an exact FAISS index (a faiss table with the default Flat factory), and the 3 nearest
+-- neighbours of rows 0 and 1.
 -- Run it with `make demo` (or: sqlite3 :memory: < sql/demo.sql).
 .load ./dist/vekter
 .bail on
@@ -29,14 +30,17 @@ SELECT 'vekter ' || vekter_version() || ', FAISS ' || json_extract(vekter_debug(
        || ', ' || count(*) || ' vectors of ' || (length(embedding) / 4) || ' dimensions'
 FROM embeddings;
 
+-- The index: kept in sync with the table from now on, stored in the database.
+CREATE VIRTUAL TABLE embeddings_idx USING faiss(content = embeddings);
+
 .print ''
 .print 'The 3 nearest neighbours of rows 0 and 1 (exact index, squared L2 distance):'
 .mode box
 SELECT q.id AS query_row,
-       n.key + 1 AS rank,
-       json_extract(n.value, '$[0]') AS neighbour,
-       printf('%.4f', json_extract(n.value, '$[1]')) AS distance
-FROM embeddings AS q,
-     json_each(faiss_search_with_scores('main', 'embeddings', q.embedding, 3)) AS n
+       row_number() OVER (PARTITION BY q.id ORDER BY n.distance) AS rank,
+       n.rowid AS neighbour,
+       printf('%.4f', n.distance) AS distance
+FROM embeddings AS q
+JOIN embeddings_idx AS n ON n.query = q.embedding AND n.k = 3
 WHERE q.id IN (0, 1)
 ORDER BY q.id, rank;
