@@ -15,11 +15,8 @@ pub fn resolve_schema(conn: Conn, database: &str) -> Result<String> {
     if conn.db_filename(database).is_some() {
         return Ok(database.to_string());
     }
-    let mut stmt = conn.prepare("SELECT name, file FROM pragma_database_list")?;
     let mut known = Vec::new();
-    while stmt.step()? {
-        let name = stmt.text(0).unwrap_or_default();
-        let file = stmt.text(1).unwrap_or_default();
+    for (name, file) in database_files(conn)? {
         let stem = std::path::Path::new(&file)
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned());

@@ -827,7 +827,8 @@ impl LiveTable {
     }
 }
 
-fn lock(slot: &LiveSlot, exclusive: bool) -> StateRef<'_> {
+/// The shared state, for reading or (per-query parameters, commands) exclusively.
+pub fn lock(slot: &LiveSlot, exclusive: bool) -> StateRef<'_> {
     if exclusive {
         StateRef::Exclusive(slot.write().expect("index lock"))
     } else {

@@ -17,7 +17,7 @@ use crate::content::{read_rows, Rows};
 use crate::error::Result;
 use crate::index::{Index, Metric};
 use crate::json::IdValue;
-use crate::live::{LiveSlot, LiveTable, Meta, Overlay, StateRef, SyncReport};
+use crate::live::{lock, LiveSlot, LiveTable, Meta, Overlay, StateRef, SyncReport};
 use crate::sqlite::Conn;
 
 /// Which database an index belongs to: a file is shared by every connection of the process;
@@ -322,11 +322,7 @@ impl Registry {
                 .map(|s| s.generation);
             if let (Some(generation), Some(stamp)) = (current, stamps().get(&key).copied()) {
                 if stamp == (Stamp { generation, ..seen }) {
-                    let mut guard = if exclusive {
-                        StateRef::Exclusive(entry.slot.write().expect("index lock"))
-                    } else {
-                        StateRef::Shared(entry.slot.read().expect("index lock"))
-                    };
+                    let mut guard = lock(&entry.slot, exclusive);
                     if guard.get().generation == generation {
                         return f(&mut guard, &Overlay::default());
                     }

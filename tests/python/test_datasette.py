@@ -1,5 +1,6 @@
 """A real Datasette server, started with --load-extension, answering datasette-faiss SQL over
 HTTP: the README's json_each join, scores, errors, and freshness after a write."""
+import contextlib
 import json
 import os
 import socket
@@ -51,10 +52,9 @@ def make_blog(path, with_index=False):
     conn.close()
 
 
-@pytest.fixture(params=[False, True], ids=["plain table", "faiss table"])
-def server(tmp_path, request):
-    db = tmp_path / "blog.db"
-    make_blog(db, with_index=request.param)
+@contextlib.contextmanager
+def datasette_serving(db):
+    """A real `datasette serve` with vekter loaded, on a free port; yields its base URL."""
     port = free_port()
     datasette = os.path.join(os.path.dirname(sys.executable), "datasette")
     proc = subprocess.Popen(
@@ -63,19 +63,29 @@ def server(tmp_path, request):
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(base + "/-/versions.json", timeout=2)
-            break
-        except (urllib.error.URLError, ConnectionError):
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(proc.stdout.read().decode())
-            time.sleep(0.2)
-    yield base, db
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/-/versions.json", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if proc.poll() is not None or time.time() > deadline:
+                    proc.kill()
+                    raise RuntimeError(proc.stdout.read().decode())
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(params=[False, True], ids=["plain table", "faiss table"])
+def server(tmp_path, request):
+    db = tmp_path / "blog.db"
+    make_blog(db, with_index=request.param)
+    with datasette_serving(db) as base:
+        yield base, db
 
 
 def query(base, sql, **params):
@@ -137,23 +147,7 @@ def test_server_sees_writes_made_while_it_runs(server):
 def test_faiss_table_queries_over_http(tmp_path):
     db = tmp_path / "blog.db"
     make_blog(db, with_index=True)
-    port = free_port()
-    datasette = os.path.join(os.path.dirname(sys.executable), "datasette")
-    proc = subprocess.Popen(
-        [datasette, "serve", str(db), "--port", str(port), "--load-extension", LIB.removesuffix(".so")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                urllib.request.urlopen(base + "/-/versions.json", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert proc.poll() is None and time.time() < deadline
-                time.sleep(0.2)
+    with datasette_serving(db) as base:
         status, rows = query(
             base,
             "select b.title, i.distance from embeddings_idx(:q, :k) i join blog_entry b on b.id = i.rowid",
@@ -176,6 +170,3 @@ def test_faiss_table_queries_over_http(tmp_path):
         # faiss_indexes shows the index this server holds
         status, rows = query(base, "select name, factory, ntotal from faiss_indexes")
         assert rows == [{"name": "embeddings_idx", "factory": "HNSW8", "ntotal": 6}]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
