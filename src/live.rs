@@ -100,8 +100,6 @@ const PER_QUERY: &[(&str, f64, f64)] = &[
     ("nprobe", 1.0, 65_536.0),
     ("efSearch", 16.0, 16_384.0),
     ("quantizer_efSearch", 16.0, 16_384.0),
-    ("k_factor", 1.0, 1_024.0),
-    ("max_codes", 0.0, 1e12),
 ];
 const MAX_RERANK: usize = 100;
 
@@ -174,14 +172,16 @@ pub struct LiveState {
     live: Bitmap,
     /// Every change-log entry up to this sequence number is reflected.
     pub applied_seq: i64,
-    /// The change-log position of the stored snapshot it came from.
-    pub snapshot_seq: i64,
+    /// The change-log position of the stored snapshot it came from (or last saved as).
+    pub snapshot_seq: std::sync::atomic::AtomicI64,
     /// Identifies the stored snapshot lineage (new at create, rebuild and compaction).
     pub build_id: String,
+    /// Grows with each new lineage, so an older one is never taken for a newer one.
+    pub lineage: i64,
     /// Changes when the state changes, so connections can tell their checks are current.
     pub generation: u64,
     /// FAISS's serialized size and vector count when last saved or loaded.
-    serialized: (usize, usize),
+    serialized: std::sync::Mutex<(usize, usize)>,
     /// Rows whose vector could not be indexed (wrong dimension, not finite): reported by
     /// `integrity-check`.
     pub rejected: HashMap<i64, String>,
@@ -195,10 +195,11 @@ impl LiveState {
             slot_of: HashMap::new(),
             live: Bitmap::new(0),
             applied_seq: 0,
-            snapshot_seq: 0,
+            snapshot_seq: 0.into(),
             build_id,
+            lineage: 0,
             generation: next_generation(),
-            serialized: (0, 0),
+            serialized: Default::default(),
             rejected: HashMap::new(),
         }
     }
@@ -207,7 +208,7 @@ impl LiveState {
     /// common index types what they keep in memory: vectors or codes, links, centroids), plus
     /// the slot table and maps.
     pub fn memory_bytes(&self) -> usize {
-        let (bytes, n) = self.serialized;
+        let (bytes, n) = *self.serialized.lock().expect("size lock");
         let per_vector = bytes.checked_div(n).unwrap_or(self.index.dim() * 4);
         let faiss = bytes + self.slots.len().saturating_sub(n) * per_vector;
         faiss + self.slots.len() * 8 + self.slot_of.len() * 24
@@ -238,10 +239,11 @@ impl LiveState {
 
     /// Index `rowids` with `vectors` (row-major), replacing any earlier vector of each.
     fn insert(&mut self, rowids: &[i64], vectors: &[f32]) -> Result<()> {
+        // FAISS first: if it fails, nothing has changed.
+        self.index.add(vectors)?;
         for &r in rowids {
             self.remove(r);
         }
-        self.index.add(vectors)?;
         let first = self.slots.len();
         self.slots.extend_from_slice(rowids);
         self.live.resize(self.slots.len(), true);
@@ -255,12 +257,16 @@ impl LiveState {
     fn apply(&mut self, rows: Vec<(i64, Changed)>, upto: i64) -> Result<()> {
         let mut rowids = Vec::new();
         let mut vectors = Vec::new();
+        for (rowid, change) in &rows {
+            if let Changed::Vector(v) = change {
+                rowids.push(*rowid);
+                vectors.extend_from_slice(v);
+            }
+        }
+        self.insert(&rowids, &vectors)?;
         for (rowid, change) in rows {
             match change {
-                Changed::Vector(v) => {
-                    rowids.push(rowid);
-                    vectors.extend_from_slice(&v);
-                }
+                Changed::Vector(_) => {}
                 Changed::Gone => self.remove(rowid),
                 Changed::Rejected(why) => {
                     self.remove(rowid);
@@ -268,16 +274,15 @@ impl LiveState {
                 }
             }
         }
-        self.insert(&rowids, &vectors)?;
         self.applied_seq = self.applied_seq.max(upto);
         self.generation = next_generation();
         Ok(())
     }
 
     /// The snapshot payload: FAISS's bytes and the slot table.
-    fn encode_payload(&mut self) -> Result<Vec<u8>> {
+    fn encode_payload(&self) -> Result<Vec<u8>> {
         let faiss = self.index.to_bytes()?;
-        self.serialized = (faiss.len(), self.slots.len());
+        *self.serialized.lock().expect("size lock") = (faiss.len(), self.slots.len());
         let mut out = Vec::with_capacity(24 + faiss.len() + self.slots.len() * 8);
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&(faiss.len() as u64).to_le_bytes());
@@ -309,7 +314,7 @@ impl LiveState {
             return Err(corrupt("index does not match its slot table"));
         }
         let mut state = LiveState::new(index, build_id);
-        state.serialized = (faiss_len, nslots);
+        state.serialized = (faiss_len, nslots).into();
         state.slots = payload[slots_at..]
             .chunks_exact(8)
             .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
@@ -324,7 +329,7 @@ impl LiveState {
             }
         }
         state.applied_seq = seq;
-        state.snapshot_seq = seq;
+        state.snapshot_seq = seq.into();
         Ok(state)
     }
 }
@@ -382,12 +387,12 @@ impl LiveTable {
         let config = store
             .config()
             .map_err(|e| e.context(format!("faiss table '{name}' has no readable config")))?;
-        let content = store.content_table()?.ok_or_else(|| {
-            Error::new(format!(
-                "the content table of faiss table '{name}' is gone (its sync triggers are \
-                 missing): recreate the faiss table"
-            ))
-        })?;
+        // Without its trigger the content table is gone: the table can still be opened, and
+        // dropped; searches fail on the missing content table.
+        let content = match store.content_table()? {
+            Some(content) => content,
+            None => config.get("content").cloned().unwrap_or_default(),
+        };
         let meta = Meta::from_config(&config, content)
             .map_err(|e| e.context(format!("faiss table '{name}'")))?;
         Ok(LiveTable {
@@ -492,17 +497,31 @@ impl LiveTable {
                 .map_err(|e| e.context(format!("training '{}' on {n} vectors", meta.factory)))?;
         }
         let mut state = LiveState::new(index, new_build_id());
-        self.scan(|_| true, |rowids, vectors| state.insert(rowids, vectors))?;
-        apply_params(&mut state.index, &meta.params.faiss)?;
+        self.fill(&mut state)?;
         Ok(state)
     }
 
-    /// The same index rebuilt from the content table without retraining: deleted slots are
-    /// gone and every visible change is in. A new build id makes other processes reload it.
-    pub fn compact(&self, from: &LiveState) -> Result<LiveState> {
-        let mut state = LiveState::new(from.index.empty_copy()?, new_build_id());
+    /// Add every content row to a fresh state, as of the change log's current end: the new
+    /// lineage that `save` then stores.
+    fn fill(&self, state: &mut LiveState) -> Result<()> {
+        let store = self.store();
+        let lineage: i64 = store
+            .config()
+            .ok()
+            .and_then(|c| c.get("lineage").and_then(|v| v.parse().ok()))
+            .unwrap_or(0);
+        state.lineage = lineage + 1;
+        state.applied_seq = store.max_seq()?;
         self.scan(|_| true, |rowids, vectors| state.insert(rowids, vectors))?;
-        apply_params(&mut state.index, &self.meta.params.faiss)?;
+        apply_params(&mut state.index, &self.meta.params.faiss)
+    }
+
+    /// A new lineage from `empty` (a trained index with no vectors, see
+    /// `Index::empty_copy`) refilled from the content table: no retraining, no tombstones,
+    /// every visible change in. A new build id makes other processes reload it.
+    pub fn compact(&self, empty: Index) -> Result<LiveState> {
+        let mut state = LiveState::new(empty, new_build_id());
+        self.fill(&mut state)?;
         Ok(state)
     }
 
@@ -569,15 +588,17 @@ impl LiveTable {
     }
 
     /// Write `state` as the stored snapshot, folding the change log up to `seq`.
-    pub fn save(&self, state: &mut LiveState, seq: i64) -> Result<()> {
+    /// `state` must reflect every change up to `seq` (built, compacted, or synced to it).
+    pub fn save(&self, state: &LiveState, seq: i64) -> Result<()> {
         let store = self.store();
         let payload = state.encode_payload()?;
-        // The saved state reflects every change up to `seq` (built, compacted or synced).
-        state.snapshot_seq = seq;
-        state.applied_seq = seq;
+        state
+            .snapshot_seq
+            .store(seq, std::sync::atomic::Ordering::Relaxed);
         let mut config = store.write_snapshot(&payload)?;
         config.push(("snapshot_seq", seq.to_string()));
         config.push(("build_id", state.build_id.clone()));
+        config.push(("lineage", state.lineage.to_string()));
         store.set_config(&config)?;
         store.truncate_changes(seq)
     }
@@ -594,6 +615,7 @@ impl LiveTable {
         let build_id = config.get("build_id").cloned().unwrap_or_default();
         let mut state = LiveState::from_payload(&payload, &self.meta, build_id, seq)
             .map_err(|e| e.context(format!("faiss table '{}'", self.name)))?;
+        state.lineage = config_num(&config, "lineage").unwrap_or(0);
         apply_params(&mut state.index, &self.meta.params.faiss)?;
         let upto = store.max_seq()?;
         let rows = self.changed_rows(seq, upto)?;
@@ -755,60 +777,67 @@ impl LiveTable {
         exclusive: bool,
         report: &mut SyncReport,
     ) -> Result<(StateRef<'a>, Overlay)> {
+        /// What the shared state lacks for this connection.
+        enum Need {
+            Ready,
+            Apply(i64),
+            Reload,
+            /// This connection reads an older database snapshot than the shared state shows.
+            Behind,
+        }
         let store = self.store();
         let config = store.config()?;
         let build_id = config.get("build_id").cloned().unwrap_or_default();
+        let lineage: i64 = config_num(&config, "lineage").unwrap_or(0);
         let snapshot_seq: i64 = config_num(&config, "snapshot_seq")?;
         let max_seq = store.max_seq()?;
         let private = self.conn.in_write_transaction(&self.schema);
         for _ in 0..4 {
-            // What the shared state lacks, judged under a short read lock.
-            let applied = {
-                let guard = slot.read().expect("index lock");
-                match guard.as_ref() {
-                    Some(s) if s.build_id == build_id && s.applied_seq >= snapshot_seq => {
-                        if s.applied_seq >= max_seq {
-                            drop(guard);
-                            return Ok((lock(slot, exclusive), Overlay::default()));
-                        }
-                        Some(s.applied_seq)
-                    }
-                    _ => None,
-                }
+            let need = match slot.read().expect("index lock").as_ref() {
+                None => Need::Reload,
+                Some(s) if s.build_id == build_id => match s.applied_seq {
+                    a if a < snapshot_seq => Need::Reload,
+                    a if a > max_seq => Need::Behind,
+                    a if a == max_seq => Need::Ready,
+                    a => Need::Apply(a),
+                },
+                Some(s) if s.lineage > lineage => Need::Behind,
+                Some(_) => Need::Reload,
             };
-            if private {
-                // Uncommitted rows must not reach the shared state: overlay them, or load a
-                // private copy when the shared one is from another snapshot.
-                return match applied {
-                    Some(after) => {
-                        let mut overlay = Overlay::default();
-                        for (rowid, change) in self.changed_rows(after, max_seq)? {
-                            overlay.changed.insert(rowid);
-                            if let Changed::Vector(v) = change {
-                                overlay.rows.push((rowid, v));
-                            }
+            match need {
+                Need::Ready => return Ok((lock(slot, exclusive), Overlay::default())),
+                // Rows it cannot see yet, or uncommitted ones, must not meet the shared state:
+                // a private copy as this connection sees the database.
+                Need::Behind | Need::Reload if private || matches!(need, Need::Behind) => {
+                    report.loaded = true;
+                    return Ok((StateRef::Own(Box::new(self.load()?)), Overlay::default()));
+                }
+                Need::Apply(after) if private => {
+                    let mut overlay = Overlay::default();
+                    for (rowid, change) in self.changed_rows(after, max_seq)? {
+                        overlay.changed.insert(rowid);
+                        if let Changed::Vector(v) = change {
+                            overlay.rows.push((rowid, v));
                         }
-                        Ok((lock(slot, exclusive), overlay))
                     }
-                    None => {
-                        report.loaded = true;
-                        Ok((StateRef::Own(Box::new(self.load()?)), Overlay::default()))
-                    }
-                };
-            }
-            match applied {
-                None => {
+                    return Ok((lock(slot, exclusive), overlay));
+                }
+                Need::Reload | Need::Behind => {
                     let fresh = self.load()?;
                     report.loaded = true;
                     let mut guard = slot.write().expect("index lock");
-                    let stale = guard.as_ref().is_none_or(|s| {
-                        s.build_id != fresh.build_id || s.applied_seq < fresh.applied_seq
+                    let replace = guard.as_ref().is_none_or(|s| {
+                        if s.build_id == fresh.build_id {
+                            s.applied_seq < fresh.applied_seq
+                        } else {
+                            s.lineage <= fresh.lineage
+                        }
                     });
-                    if stale {
+                    if replace {
                         *guard = Some(fresh);
                     }
                 }
-                Some(after) => {
+                Need::Apply(after) => {
                     let rows = self.changed_rows(after, max_seq)?;
                     let mut guard = slot.write().expect("index lock");
                     if let Some(s) = guard.as_mut() {
@@ -837,6 +866,7 @@ pub fn lock(slot: &LiveSlot, exclusive: bool) -> StateRef<'_> {
 }
 
 /// One k-nearest-neighbour request.
+#[derive(Clone, Copy)]
 pub struct Query<'a> {
     pub vector: &'a [f32],
     pub k: usize,
@@ -877,8 +907,8 @@ impl LiveTable {
             let s = state
                 .get_mut()
                 .ok_or_else(|| Error::new("internal: per-query parameters need the index"))?;
-            apply_params(&mut s.index, &query.params.faiss)?;
-            let result = self.search_state(s, overlay, query, fetch);
+            let applied = apply_params(&mut s.index, &query.params.faiss);
+            let result = applied.and_then(|()| self.search_state(s, overlay, query, fetch));
             let restore: Vec<(String, f64)> = query
                 .params
                 .faiss
@@ -892,7 +922,11 @@ impl LiveTable {
                     )
                 })
                 .collect();
-            apply_params(&mut s.index, &restore)?;
+            // Restore even when setting or searching failed: nothing may leak into later
+            // searches or into a saved snapshot.
+            for (name, value) in &restore {
+                let _ = s.index.set_parameter(name, *value);
+            }
             result?
         };
         if rerank > 1 && !hits.is_empty() {

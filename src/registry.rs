@@ -134,16 +134,32 @@ impl LiveTable {
         state: &ConnState,
         query: &crate::live::Query,
     ) -> Result<Vec<(i64, IdValue, f32)>> {
-        let hits = registry().with_live(state, self, query.exclusive(), |s, overlay| {
-            self.search(s, overlay, query)
-        })?;
-        let rowids: Vec<i64> = hits.iter().map(|h| h.0).collect();
-        let ids = self.ids_of(&rowids)?;
-        Ok(hits
-            .into_iter()
-            .zip(ids)
-            .filter_map(|((rowid, score), id)| Some((rowid, id?, score)))
-            .collect())
+        // Rows the content table no longer has (deleted where no trigger saw it, e.g. by
+        // INSERT OR REPLACE on another UNIQUE column) are dropped and more are fetched.
+        let mut extra = 0;
+        loop {
+            let wanted = crate::live::Query {
+                k: query.k + extra,
+                ..*query
+            };
+            let hits = registry().with_live(state, self, query.exclusive(), |s, overlay| {
+                self.search(s, overlay, &wanted)
+            })?;
+            let exhausted = hits.len() < wanted.k;
+            let rowids: Vec<i64> = hits.iter().map(|h| h.0).collect();
+            let ids = self.ids_of(&rowids)?;
+            let missing = ids.iter().filter(|id| id.is_none()).count();
+            let rows: Vec<(i64, IdValue, f32)> = hits
+                .into_iter()
+                .zip(ids)
+                .filter_map(|((rowid, score), id)| Some((rowid, id?, score)))
+                .take(query.k)
+                .collect();
+            if missing == 0 || rows.len() >= query.k || exhausted || extra > 4096 {
+                return Ok(rows);
+            }
+            extra = (extra * 2).max(missing * 2);
+        }
     }
 }
 
@@ -171,7 +187,8 @@ struct Stamp {
 /// when the connection closes.
 pub struct ConnState {
     id: u64,
-    stamps: Mutex<HashMap<IndexKey, Stamp>>,
+    /// Keyed by index and schema: one file attached twice has two pagers, two data versions.
+    stamps: Mutex<HashMap<(IndexKey, String), Stamp>>,
 }
 
 impl ConnState {
@@ -219,12 +236,17 @@ impl Registry {
         schema: &str,
         table: &str,
     ) -> Result<Arc<TableIndex>> {
-        let key = IndexKey::new(DbKey::of(conn, state, schema), table, false);
+        // One read snapshot for the checks, the read of the table and the search after it.
+        let _held = conn.hold_read(schema)?;
+        let key = (
+            IndexKey::new(DbKey::of(conn, state, schema), table, false),
+            schema.to_string(),
+        );
         let slot = self
             .tables
             .lock()
             .expect("registry lock")
-            .entry(key.clone())
+            .entry(key.0.clone())
             .or_default()
             .clone();
         let current = slot.read().expect("index lock").clone();
@@ -305,8 +327,11 @@ impl Registry {
         exclusive: bool,
         f: impl FnOnce(&mut StateRef, &Overlay) -> Result<R>,
     ) -> Result<R> {
-        let (key, entry) = self.live_entry(state, table);
         let conn = table.conn;
+        // One read snapshot for config, change log, content reads and the search.
+        let _held = conn.hold_read(&table.schema)?;
+        let (key, entry) = self.live_entry(state, table);
+        let key = (key, table.schema.clone());
         let seen = conn.data_version(&table.schema).map(|data_version| Stamp {
             data_version,
             total_changes: conn.total_changes(),
@@ -372,7 +397,9 @@ impl Registry {
                 dim: s.index.dim(),
                 ntotal: s.live_count(),
                 bytes: s.memory_bytes(),
-                pending: s.applied_seq.saturating_sub(s.snapshot_seq),
+                pending: s
+                    .applied_seq
+                    .saturating_sub(s.snapshot_seq.load(Ordering::Relaxed)),
                 dead: s.dead_count(),
                 loads: entry.loads.load(Ordering::Relaxed),
             });

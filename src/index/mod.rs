@@ -78,7 +78,8 @@ impl Index {
                 crate::vector::MAX_DIM
             );
         }
-        let inner = faiss::index_factory(dim as u32, factory, metric.faiss())
+        check_factory(factory)?;
+        let inner = faiss::index_factory(dim as u32, factory.trim(), metric.faiss())
             .map_err(|e| faiss_error(e).context(format!("FAISS factory '{factory}'")))?;
         Ok(Index { inner, dim, metric })
     }
@@ -186,7 +187,9 @@ impl Index {
         let query = self.prepare(query);
         let mut scores = vec![0f32; k];
         let mut labels = vec![-1i64; k];
-        let params = selected.map(selector::SearchParams::new).transpose()?;
+        let params = selected
+            .map(|b| selector::SearchParams::new(b, self.ivf_nprobe()))
+            .transpose()?;
         // SAFETY: the index is valid; `query` holds one `dim`-vector; both outputs hold `k`;
         // the parameters (and the bitmap they point to) outlive the call.
         let rc = unsafe {
@@ -204,6 +207,21 @@ impl Index {
             return Err(last_error());
         }
         Ok(self.collect_hits(&labels, &scores))
+    }
+
+    /// The current `nprobe` of an IVF index (directly or under a transform such as OPQ):
+    /// IVF searches only take selectors inside `SearchParametersIVF`, which must repeat it.
+    fn ivf_nprobe(&self) -> Option<usize> {
+        // SAFETY: casts and getters on our own live index; NULL when it is not of that type.
+        unsafe {
+            let mut index = self.inner.inner_ptr();
+            let pre = faiss_sys::faiss_IndexPreTransform_cast(index);
+            if !pre.is_null() {
+                index = faiss_sys::faiss_IndexPreTransform_index(pre);
+            }
+            let ivf = faiss_sys::faiss_IndexIVF_cast(index);
+            (!ivf.is_null()).then(|| faiss_sys::faiss_IndexIVF_nprobe(ivf).max(1))
+        }
     }
 
     /// The exact score of `query` against `vector` under this index's metric.
@@ -300,6 +318,58 @@ impl Index {
     }
 }
 
+/// Largest number accepted anywhere in a factory string (list counts, sizes, …).
+const MAX_FACTORY_NUMBER: u64 = 1 << 20;
+/// Largest HNSW graph degree M (each vector keeps 2·M links at level 0).
+const MAX_HNSW_M: u64 = 512;
+/// Largest code size in bits for `PQ…x<bits>` (2^bits centroids per sub-quantizer).
+const MAX_CODE_BITS: u64 = 16;
+
+/// Refuse factory strings FAISS parses but then crashes, hangs or allocates without bound on
+/// (`HNSW0` segfaults, `IVF0,Flat` faults, `OPQ6_0` divides by zero, small `NSG` hangs), and
+/// index types a live index cannot use.
+pub fn check_factory(factory: &str) -> Result<()> {
+    let f = factory.trim();
+    if f.is_empty() || f.len() > 256 || !f.chars().all(|c| c.is_ascii_graphic()) {
+        bail!("factory '{factory}' is not a FAISS index_factory string");
+    }
+    if f.contains("NSG") || f.contains("NNDescent") {
+        bail!("factory '{f}': NSG and NNDescent graphs cannot grow after they are built; use HNSW");
+    }
+    if f.contains("IDMap") {
+        bail!("factory '{f}': vekter maps ids itself; leave out 'IDMap'");
+    }
+    let bytes = f.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let n: u64 = f[start..i].parse().unwrap_or(u64::MAX);
+        let before = &f[..start];
+        if n == 0 {
+            bail!("factory '{f}': a size of 0 is not valid");
+        }
+        if n > MAX_FACTORY_NUMBER {
+            bail!("factory '{f}': {n} is above the limit of {MAX_FACTORY_NUMBER}");
+        }
+        if before.ends_with("HNSW") && !(2..=MAX_HNSW_M).contains(&n) {
+            bail!("factory '{f}': HNSW M = {n} is outside 2..={MAX_HNSW_M}");
+        }
+        let after_x = before.ends_with('x')
+            && before[..before.len() - 1].ends_with(|c: char| c.is_ascii_digit());
+        if after_x && n > MAX_CODE_BITS {
+            bail!("factory '{f}': codes of {n} bits are above the limit of {MAX_CODE_BITS}");
+        }
+    }
+    Ok(())
+}
+
 /// The FAISS library version, e.g. `1.12.0`.
 pub fn faiss_version() -> String {
     // SAFETY: returns a static NUL-terminated string.
@@ -386,6 +456,39 @@ mod tests {
             "'nx >= k' failed: Number of training points (3) should be at least as large as number of clusters (16)"
         );
         assert_eq!(clean("plain"), "plain");
+    }
+
+    #[test]
+    fn dangerous_factories_are_refused() {
+        for bad in [
+            "HNSW0",
+            "HNSW1",
+            "IVF0,Flat",
+            "OPQ6_0,Flat",
+            "NSG32",
+            "IDMap,Flat",
+            "HNSW100000",
+            "IVF99999999,Flat",
+            "PQ2x20",
+            "",
+            "  ",
+            "Fl at",
+            "IVF4,PQ8x17",
+        ] {
+            assert!(check_factory(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "Flat",
+            "HNSW32",
+            "IVF1024,PQ16x8",
+            "OPQ16_64,IVF65536_HNSW32,PQ16",
+            "IVF4,Flat,RFlat",
+            "PQ8x4fs",
+            "SQ8",
+            "PCAR64,Flat",
+        ] {
+            assert!(check_factory(good).is_ok(), "{good:?}");
+        }
     }
 
     #[test]

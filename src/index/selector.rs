@@ -65,38 +65,67 @@ impl Bitmap {
     }
 }
 
-/// FAISS `SearchParameters` with a bitmap selector, freed on drop. One per search: FAISS
+/// FAISS search parameters with a bitmap selector, freed on drop. One per search: FAISS
 /// parameter objects are never shared between concurrent searches.
 pub(super) struct SearchParams {
-    params: *mut faiss_sys::FaissSearchParameters,
+    params: Params,
     selector: *mut faiss_sys::FaissIDSelectorBitmap,
 }
 
+enum Params {
+    Base(*mut faiss_sys::FaissSearchParameters),
+    /// IVF indexes reject the base type: they need `SearchParametersIVF`.
+    Ivf(*mut faiss_sys::FaissSearchParametersIVF),
+}
+
 impl SearchParams {
-    pub(super) fn new(bitmap: &Bitmap) -> Result<SearchParams> {
+    /// Parameters selecting `bitmap`; `ivf_nprobe` for IVF indexes (their current value).
+    pub(super) fn new(bitmap: &Bitmap, ivf_nprobe: Option<usize>) -> Result<SearchParams> {
         let mut selector = std::ptr::null_mut();
-        let mut params = std::ptr::null_mut();
         // SAFETY: FAISS keeps a pointer to the bitmap's bytes, which outlive these parameters
-        // (both live for one search call); every object created is freed in Drop.
+        // (both live for one search call); `n` is the bitmap's size in bytes. Every object
+        // created is freed in Drop or on the error path.
         unsafe {
             if faiss_sys::faiss_IDSelectorBitmap_new(
                 &mut selector,
-                bitmap.len(),
+                bitmap.as_bytes().len(),
                 bitmap.as_bytes().as_ptr(),
             ) != 0
             {
                 return Err(last_error());
             }
-            if faiss_sys::faiss_SearchParameters_new(&mut params, selector as *mut _) != 0 {
-                faiss_sys::faiss_IDSelectorBitmap_free(selector);
-                return Err(last_error());
+            let params = match ivf_nprobe {
+                Some(nprobe) => {
+                    let mut p = std::ptr::null_mut();
+                    let rc = faiss_sys::faiss_SearchParametersIVF_new_with(
+                        &mut p,
+                        selector as *mut _,
+                        nprobe,
+                        0,
+                    );
+                    (rc == 0).then_some(Params::Ivf(p))
+                }
+                None => {
+                    let mut p = std::ptr::null_mut();
+                    let rc = faiss_sys::faiss_SearchParameters_new(&mut p, selector as *mut _);
+                    (rc == 0).then_some(Params::Base(p))
+                }
+            };
+            match params {
+                Some(params) => Ok(SearchParams { params, selector }),
+                None => {
+                    faiss_sys::faiss_IDSelectorBitmap_free(selector);
+                    Err(last_error())
+                }
             }
         }
-        Ok(SearchParams { params, selector })
     }
 
     pub(super) fn raw(&self) -> *const faiss_sys::FaissSearchParameters {
-        self.params
+        match self.params {
+            Params::Base(p) => p,
+            Params::Ivf(p) => p as *const faiss_sys::FaissSearchParameters,
+        }
     }
 }
 
@@ -104,7 +133,10 @@ impl Drop for SearchParams {
     fn drop(&mut self) {
         // SAFETY: created in `new`; the parameters do not own the selector.
         unsafe {
-            faiss_sys::faiss_SearchParameters_free(self.params);
+            match self.params {
+                Params::Base(p) => faiss_sys::faiss_SearchParameters_free(p),
+                Params::Ivf(p) => faiss_sys::faiss_SearchParametersIVF_free(p),
+            }
             faiss_sys::faiss_IDSelectorBitmap_free(self.selector);
         }
     }

@@ -112,31 +112,37 @@ impl Conn {
     /// ([SQLITE_FCNTL_DATA_VERSION](https://www.sqlite.org/c3ref/c_fcntl_begin_atomic_write.html)).
     ///
     /// The pager only notices other connections' commits when a read transaction starts, so
-    /// outside one (`SELECT faiss_search(…)` reads no table) a `PRAGMA data_version` statement
-    /// holds one open while the version is read.
+    /// one is held (see [`hold_read`](Self::hold_read)) while the version is read.
     pub fn data_version(&self, schema: &str) -> Option<u32> {
+        let _held = self.hold_read(schema).ok()?;
         let c_schema = CString::new(schema).ok()?;
-        let read_version = || {
-            let mut version: u32 = 0;
-            // SAFETY: valid connection; the file control writes one u32.
-            let rc = unsafe {
-                call!(file_control(
-                    self.raw,
-                    c_schema.as_ptr(),
-                    SQLITE_FCNTL_DATA_VERSION,
-                    &mut version as *mut u32 as *mut c_void
-                ))
-            };
-            (rc == 0).then_some(version)
+        let mut version: u32 = 0;
+        // SAFETY: valid connection; the file control writes one u32.
+        let rc = unsafe {
+            call!(file_control(
+                self.raw,
+                c_schema.as_ptr(),
+                SQLITE_FCNTL_DATA_VERSION,
+                &mut version as *mut u32 as *mut c_void
+            ))
         };
+        (rc == 0).then_some(version)
+    }
+
+    /// Make sure one read transaction on `schema` spans what follows, so that several
+    /// statements see one snapshot of the database: returns a statement that holds it until
+    /// dropped, or `None` when this connection already holds one.
+    pub fn hold_read(&self, schema: &str) -> Result<Option<Stmt>> {
+        let c_schema = CString::new(schema).map_err(|_| Error::new("schema name has NUL"))?;
         if self.in_read_transaction(&c_schema) {
-            return read_version();
+            return Ok(None);
         }
-        let mut stmt = self
-            .prepare(&format!("PRAGMA {}.data_version", quote_ident(schema)))
-            .ok()?;
-        stmt.step().ok()?;
-        read_version()
+        let mut stmt = self.prepare(&format!(
+            "SELECT 1 FROM {}.sqlite_master",
+            quote_ident(schema)
+        ))?;
+        stmt.step()?;
+        Ok(Some(stmt))
     }
 
     /// True when this connection holds a read (or write) transaction on `schema`

@@ -162,10 +162,10 @@ impl VTab for FaissTable {
         table.meta = meta;
         store.create_tables()?;
         store.set_config(&table.meta.to_config())?;
-        let mut built = table
+        let built = table
             .build()
             .map_err(|e| e.context(format!("faiss table '{name}'")))?;
-        table.save(&mut built, 0)?;
+        table.save(&built, built.applied_seq)?;
         store.create_triggers(&table.meta.content, &table.meta.column, &table.meta.pk)?;
         registry().publish(aux, &table, built);
         Ok((
@@ -281,28 +281,32 @@ impl FaissTable {
         match command {
             "rebuild" => {
                 check_writable(t.conn, &t.schema, "rebuild")?;
-                let mut built = t.build()?;
-                let seq = t.store().max_seq()?;
-                t.save(&mut built, seq)?;
+                let built = t.build()?;
+                t.save(&built, built.applied_seq)?;
                 registry().publish(&self.state, t, built);
                 Ok(())
             }
             "optimize" => {
                 check_writable(t.conn, &t.schema, "optimize")?;
                 let seq = t.store().max_seq()?;
-                let compacted = registry().with_live(&self.state, t, true, |state, overlay| {
-                    if overlay.is_empty() && state.get().dead_count() == 0 {
-                        if let Some(s) = state.get_mut() {
-                            t.save(s, seq)?;
-                            return Ok(None);
-                        }
+                let indexable = t.content_rows()?.good.len();
+                // Saved as it is when it is current and clean; otherwise compacted. Either way
+                // only a read lock is held, so searches go on meanwhile.
+                let empty = registry().with_live(&self.state, t, false, |state, overlay| {
+                    let s = state.get();
+                    let clean = overlay.is_empty()
+                        && s.dead_count() == 0
+                        && s.live_count() == indexable
+                        && s.applied_seq == seq;
+                    if clean {
+                        t.save(s, seq)?;
+                        return Ok(None);
                     }
-                    let mut compact = t.compact(state.get())?;
-                    t.save(&mut compact, seq)?;
-                    Ok(Some(compact))
+                    s.index.empty_copy().map(Some)
                 })?;
-                // Published after the index lock is released.
-                if let Some(compact) = compacted {
+                if let Some(empty) = empty {
+                    let compact = t.compact(empty)?;
+                    t.save(&compact, seq)?;
                     registry().publish(&self.state, t, compact);
                 }
                 Ok(())
@@ -428,12 +432,18 @@ fn parse_request(plan: &str, args: &[ValueRef], table: &str, content: &str) -> R
             }
             '=' | 'i' => {
                 let mut set = HashSet::new();
+                // What `rowid = v` would match: integers, integral reals, integer text.
                 let mut add = |cell: Cell| match cell {
                     Cell::Integer(i) => {
                         set.insert(i);
                     }
                     Cell::Real(x) if x.fract() == 0.0 => {
                         set.insert(x as i64);
+                    }
+                    Cell::Text(_) => {
+                        if let Some(i) = cell.as_str().and_then(|t| t.trim().parse().ok()) {
+                            set.insert(i);
+                        }
                     }
                     _ => {}
                 };
