@@ -249,7 +249,12 @@ impl Store {
         let want_sum = config
             .get("snapshot_checksum")
             .ok_or_else(|| Error::new("config has no snapshot_checksum"))?;
-        let mut payload = Vec::with_capacity(want_bytes.min(1 << 34));
+        // What config claims is not trusted for allocation: the buffer grows with the chunks
+        // actually stored (and stops at the recorded length).
+        if want_bytes.div_ceil(CHUNK_BYTES) as i64 != want_chunks {
+            bail!("snapshot of {want_bytes} bytes cannot span {want_chunks} chunks");
+        }
+        let mut payload = Vec::with_capacity(want_bytes.min(CHUNK_BYTES));
         let mut stmt = self.conn.prepare(&format!(
             "SELECT chunk, data FROM {} ORDER BY chunk",
             self.table("chunks")
