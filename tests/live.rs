@@ -184,5 +184,14 @@ fn limit_is_k_where_sqlite_passes_it_down() {
             limited("SELECT rowid FROM idx WHERE query = ?1 ORDER BY distance LIMIT 2"),
             vec![10, 11]
         );
+        assert_eq!(
+            limited("SELECT rowid FROM idx WHERE query = ?1 LIMIT 2 OFFSET 1"),
+            vec![11, 9]
+        );
+        // a distance bound on the nearer side keeps LIMIT usable as k
+        assert_eq!(
+            limited("SELECT rowid FROM idx WHERE query = ?1 AND distance < 1.0 LIMIT 5"),
+            vec![10, 11]
+        );
     }
 }

@@ -416,7 +416,12 @@ unsafe extern "C" fn x_shadow_name<T: VTab>(name: *const c_char) -> c_int {
 /// Operators of [sqlite3_index_info](https://www.sqlite.org/c3ref/index_info.html) constraints.
 pub mod op {
     pub const EQ: u8 = 2;
+    pub const GT: u8 = 4;
+    pub const LE: u8 = 8;
+    pub const LT: u8 = 16;
+    pub const GE: u8 = 32;
     pub const LIMIT: u8 = 73;
+    pub const OFFSET: u8 = 74;
 }
 
 /// One WHERE-clause term SQLite offers to the table.

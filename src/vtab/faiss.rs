@@ -2,8 +2,9 @@
 //! `WHERE query = :q AND k = 10` or `name(:q, 10)`, maintained with FTS5-style commands.
 //!
 //! Query plan encoding (ARCHITECTURE.md): `idxStr` has one character per `xFilter` argument,
-//! in argument order: `q` query vector, `k` k, `l` LIMIT, `p` params, `=` a rowid, `i` a whole
-//! `rowid IN (…)` list.
+//! in argument order: `q` query vector, `k` k, `l` LIMIT, `o` OFFSET, `p` params, `=` a rowid,
+//! `i` a whole `rowid IN (…)` list, `<` `[` `>` `]` a distance bound (<, <=, >, >=) on the
+//! nearer side.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -194,12 +195,20 @@ impl VTab for FaissTable {
         let mut argv = 0;
         let mut has_query = false;
         for c in info.constraints() {
+            // Distance bounds on the nearer side keep a prefix of the nearest-first results,
+            // so filtering the k results is what SQL would do (and LIMIT can still be k).
+            let ascending = self.table.meta.metric.ascending();
             let kind = match (c.column, c.op) {
                 (COL_QUERY, op::EQ) => 'q',
                 (COL_K, op::EQ) => 'k',
                 (COL_PARAMS, op::EQ) => 'p',
                 (-1, op::EQ) => '=',
                 (_, op::LIMIT) => 'l',
+                (_, op::OFFSET) => 'o',
+                (COL_DISTANCE, op::LT) if ascending => '<',
+                (COL_DISTANCE, op::LE) if ascending => '[',
+                (COL_DISTANCE, op::GT) if !ascending => '>',
+                (COL_DISTANCE, op::GE) if !ascending => ']',
                 _ => continue,
             };
             if !c.usable {
@@ -223,7 +232,7 @@ impl VTab for FaissTable {
             has_query |= kind == 'q';
             argv += 1;
             plan.push(kind);
-            info.use_constraint(&c, argv, kind != 'l');
+            info.use_constraint(&c, argv, kind != 'l' && kind != 'o');
         }
         if let [(COL_DISTANCE, desc)] = info.order_by().as_slice() {
             if *desc != self.table.meta.metric.ascending() {
@@ -407,6 +416,8 @@ struct Request {
     k: Option<usize>,
     params: SearchParams,
     filter: Option<HashSet<i64>>,
+    /// Distance bounds from the WHERE clause: (`<` `[` `>` `]`, value).
+    bounds: Vec<(char, f64)>,
 }
 
 fn parse_request(plan: &str, args: &[ValueRef], table: &str, content: &str) -> Result<Request> {
@@ -415,13 +426,32 @@ fn parse_request(plan: &str, args: &[ValueRef], table: &str, content: &str) -> R
         k: None,
         params: SearchParams::default(),
         filter: None,
+        bounds: Vec::new(),
     };
     let mut limit = None;
+    let mut offset = 0usize;
     for (kind, arg) in plan.chars().zip(args) {
         match kind {
             'q' => request.query = Some(vector::parse(arg.cell()).map_err(|e| e.context("query"))?),
             'k' => request.k = Some(parse_k(arg.cell())?),
             'l' => limit = Some(parse_k(arg.cell()).map_err(|e| e.context("LIMIT"))?),
+            'o' => {
+                offset = match arg.cell() {
+                    Cell::Integer(o) if o >= 0 => o as usize,
+                    _ => 0,
+                }
+            }
+            '<' | '[' | '>' | ']' => {
+                let bound = match arg.cell() {
+                    Cell::Integer(i) => i as f64,
+                    Cell::Real(x) => x,
+                    other => bail!(
+                        "distance can only be compared with a number, not {}",
+                        other.type_name()
+                    ),
+                };
+                request.bounds.push((kind, bound));
+            }
             'p' => {
                 request.params = match arg.cell() {
                     Cell::Null => SearchParams::default(),
@@ -460,7 +490,10 @@ fn parse_request(plan: &str, args: &[ValueRef], table: &str, content: &str) -> R
             _ => bail!("internal: unknown plan step '{kind}'"),
         }
     }
-    request.k = request.k.or(limit);
+    // SQLite skips OFFSET rows itself: fetch them too.
+    request.k = request
+        .k
+        .or(limit.map(|l| (l + offset).min(crate::functions::MAX_K)));
     if request.query.is_none() {
         bail!(
             "faiss table '{table}' needs a query vector: SELECT … FROM {table} WHERE query = \
@@ -494,6 +527,15 @@ impl Cursor for FaissCursor {
             params: &request.params,
         };
         self.rows = t.nearest(&table.state, &query)?;
+        self.rows.retain(|(_, _, score)| {
+            let d = *score as f64;
+            request.bounds.iter().all(|&(kind, b)| match kind {
+                '<' => d < b,
+                '[' => d <= b,
+                '>' => d > b,
+                _ => d >= b,
+            })
+        });
         self.pos = 0;
         Ok(())
     }

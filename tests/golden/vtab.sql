@@ -14,6 +14,8 @@ SELECT key, value FROM docs_idx_config WHERE key NOT IN ('build_id', 'snapshot_c
 SELECT rowid, id, distance FROM docs_idx WHERE query = '[0.9, 0]' AND k = 3;
 SELECT rowid, id, distance FROM docs_idx(faiss_encode('[0.9, 0]'), 2);
 SELECT d.title, i.distance FROM docs_idx('[0, 0.8]', 2) AS i JOIN docs AS d ON d.rowid = i.rowid;
+-- a distance bound filters the k nearest
+SELECT rowid, distance FROM docs_idx WHERE query = '[0.9, 0]' AND k = 3 AND distance < 1;
 -- the filter is applied inside the search: still k rows
 SELECT rowid, id FROM docs_idx WHERE query = '[0.9, 0]' AND k = 2 AND rowid IN (SELECT id FROM docs WHERE year > 2020);
 EXPLAIN QUERY PLAN SELECT rowid FROM docs_idx WHERE query = '[0.9, 0]' AND k = 2 AND rowid IN (SELECT id FROM docs WHERE year > 2020);
