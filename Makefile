@@ -7,7 +7,7 @@ VENV ?= $(HOME)/.cache/vekter/venv
 PYTHON := $(VENV)/bin/python
 LIB := dist/vekter.so
 
-.PHONY: all build deps demo test test-rust test-golden test-python venv golden-update fmt lint clean
+.PHONY: all build deps demo test test-rust test-golden test-python test-hostile venv golden-update fmt lint clean
 
 all: build
 
@@ -26,7 +26,7 @@ venv: deps
 	@scripts/venv.sh $(VENV) tests/requirements.txt
 
 test: build venv
-	$(MAKE) --no-print-directory lint test-rust test-golden test-python
+	$(MAKE) --no-print-directory lint test-rust test-golden test-python test-hostile
 
 test-rust:
 	cargo test --release -- --test-threads=2
@@ -36,6 +36,10 @@ test-golden:
 
 test-python:
 	VEKTER_LIB=$(CURDIR)/$(LIB) $(PYTHON) -m pytest -q tests/python
+
+# Every case in its own sqlite3 process: a crash shows as a signal, a hang as a timeout.
+test-hostile:
+	$(PYTHON) tests/hostile/battery.py
 
 golden-update: build
 	UPDATE=1 tests/golden.sh

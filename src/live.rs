@@ -145,7 +145,7 @@ impl SearchParams {
                     PER_QUERY.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
                 ),
                 Some((_, _, max)) if value > max => {
-                    bail!("search parameter {name}={value} is above its limit {max}")
+                    bail!("search parameter {name}={value:e} is above its limit {max}")
                 }
                 _ => {}
             }
@@ -893,9 +893,8 @@ impl LiveTable {
         query.params.check_per_query()?;
         if query.vector.len() != self.meta.dim {
             bail!(
-                "query vector has {} dimensions but faiss table '{}' has {}",
+                "query vector has {} dimensions but the index has {}",
                 query.vector.len(),
-                self.name,
                 self.meta.dim
             );
         }

@@ -27,7 +27,9 @@ pub fn search(ctx: &Context, state: &ConnState, args: &[ValueRef], scores: bool)
             filter: None,
             params: &params,
         };
-        let rows = live.nearest(state, &query)?;
+        let rows = live
+            .nearest(state, &query)
+            .map_err(|e| e.context(format!("faiss table '{name}'")))?;
         let out = json::list(&rows, |out, (_, id, score)| {
             push_result(out, id, *score, scores)
         });

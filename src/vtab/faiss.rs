@@ -404,6 +404,15 @@ fn sample(rowids: &[i64]) -> String {
     }
 }
 
+/// `faiss table 'x': …` in front of an error that does not name the table yet.
+fn named(e: Error, table: &str) -> Error {
+    if e.message().starts_with("faiss table") {
+        e
+    } else {
+        e.context(format!("faiss table '{table}'"))
+    }
+}
+
 #[derive(Default)]
 pub struct FaissCursor {
     rows: Vec<(i64, IdValue, f32)>,
@@ -518,7 +527,8 @@ impl Cursor for FaissCursor {
         args: &[ValueRef],
     ) -> Result<()> {
         let t = &table.table;
-        let request = parse_request(idx_str.unwrap_or(""), args, &t.name, &t.meta.content)?;
+        let request = parse_request(idx_str.unwrap_or(""), args, &t.name, &t.meta.content)
+            .map_err(|e| named(e, &t.name))?;
         let (vector, k) = (request.query.expect("checked"), request.k.expect("checked"));
         let query = Query {
             vector: &vector,
@@ -526,7 +536,9 @@ impl Cursor for FaissCursor {
             filter: request.filter.as_ref(),
             params: &request.params,
         };
-        self.rows = t.nearest(&table.state, &query)?;
+        self.rows = t
+            .nearest(&table.state, &query)
+            .map_err(|e| named(e, &t.name))?;
         self.rows.retain(|(_, _, score)| {
             let d = *score as f64;
             request.bounds.iter().all(|&(kind, b)| match kind {

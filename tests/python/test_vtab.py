@@ -386,7 +386,7 @@ def test_read_only_connections_search_but_do_not_change(tmp_path):
     [
         ("select * from idx", "needs a query vector"),
         ("select * from idx where query = '[1, 0, 0]'", "needs k"),
-        ("select * from idx('[1, 0]', 1)", "query vector has 2 dimensions but faiss table 'idx' has 3"),
+        ("select * from idx('[1, 0]', 1)", "faiss table 'idx': query vector has 2 dimensions but the index has 3"),
         ("select * from idx('[1, 0, 0]', 0)", "k must be a positive integer"),
         ("select * from idx('[1, 0, 0]', 1, 'nprobe')", "not name=value"),
         ("select * from idx('[1, 0, 0]', 1, 'ht=3')", "can only be a table default"),

@@ -1,0 +1,119 @@
+"""A generated battery of hostile SQL against the loaded extension. Each case runs in its own
+sqlite3 shell process, so a crash shows as a signal and a hang as a timeout, then checks that
+the extension still answers. Usage: python tests/hostile/battery.py [--workers N]"""
+import argparse
+import concurrent.futures
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+VALUES = [
+    "NULL", "0", "-1", "1", "2", "9223372036854775807", "-9223372036854775808", "1e308", "-1e308", "0.5",
+    "'nan'", "''", "'[]'", "'['", "'[1'", "'[1,2,3]'", "'[1e39]'", "'[[1]]'", "'[\"a\"]'", "'[1,2]'",
+    "X''", "X'00'", "X'0000807F'", "X'0000C07F'", "X'00000000'", "zeroblob(4)", "zeroblob(400000)",
+    "'" + "[" * 10000 + "'", "'[" + ",".join(["1"] * 70000) + "]'", "randomblob(16)", "'main'", "'temp'",
+    "'nosuch'", "'e'", "'x'", "'sqlite_master'", "'x_config'", "'x_changes'", "'faiss_indexes'",
+    "'e'' OR 1=1 --'", "'\"'", "char(0)", "'params=1'", "'nprobe=99999999'", "'efSearch=1e300'",
+    "'rerank=100'", "100001", "100000", "'HNSW0'", "'IVF0,Flat'", "'PQ1x0'", "'NSG2'",
+]
+
+SETUP = """.load ./dist/vekter
+CREATE TABLE e (id INTEGER PRIMARY KEY, embedding BLOB);
+INSERT INTO e VALUES (1, faiss_encode('[1,2]')), (2, faiss_encode('[3,4]')), (3, '[5,6]');
+CREATE VIRTUAL TABLE x USING faiss(content = e, factory = 'HNSW8');
+CREATE VIRTUAL TABLE y USING faiss(content = e, factory = 'IVF1,Flat');
+"""
+
+# After each case: the extension must still work on this connection.
+AFTER = """SELECT 'alive', count(*) FROM faiss_indexes;
+SELECT 'alive', faiss_decode(faiss_encode('[1]'));
+"""
+
+TEMPLATES = [
+    "SELECT faiss_encode({v});", "SELECT faiss_decode({v});",
+    "SELECT faiss_search('main', 'e', {v}, 2);", "SELECT faiss_search({v}, 'e', '[1,2]', 2);",
+    "SELECT faiss_search('main', {v}, '[1,2]', 2);", "SELECT faiss_search_with_scores('main', 'x', '[1,2]', {v});",
+    "SELECT faiss_agg(id, embedding, {v}, 2) FROM e;", "SELECT faiss_agg(id, {v}, '[1,2]', 2) FROM e;",
+    "SELECT faiss_agg_with_scores({v}, embedding, '[1,2]', {v}) FROM e;",
+    "SELECT * FROM x({v}, 2);", "SELECT * FROM x('[1,2]', {v});", "SELECT * FROM x('[1,2]', 2, {v});",
+    "SELECT * FROM y('[1,2]', 2, {v});",
+    "SELECT rowid FROM x WHERE query = '[1,2]' AND k = 2 AND rowid IN ({v}, 1);",
+    "SELECT rowid FROM x WHERE query = '[1,2]' AND k = 2 AND distance < {v};",
+    "INSERT INTO x(x) VALUES ({v});",
+    "INSERT INTO e(id, embedding) VALUES (100, {v}); SELECT count(*) FROM x('[1,2]', 10); DELETE FROM e WHERE id = 100;",
+    "CREATE VIRTUAL TABLE z USING faiss(content = e, factory = {v}); DROP TABLE IF EXISTS z;",
+    "CREATE VIRTUAL TABLE z USING faiss(content = e, dim = {v}); DROP TABLE IF EXISTS z;",
+    "CREATE VIRTUAL TABLE z USING faiss(content = e, params = {v}); DROP TABLE IF EXISTS z;",
+    "CREATE VIRTUAL TABLE z USING faiss(content = e, train_size = {v}, factory = 'IVF1,Flat'); DROP TABLE IF EXISTS z;",
+]
+
+DAMAGE = [
+    "UPDATE x_config SET value = '999999999999' WHERE key = 'snapshot_bytes';", "DELETE FROM x_config;",
+    "DROP TABLE x_config;", "DELETE FROM x_chunks;", "INSERT INTO x_changes(rid) VALUES (999);",
+    "UPDATE x_config SET value = 'Nope' WHERE key = 'factory';", "UPDATE x_config SET value = '3' WHERE key = 'dim';",
+    "UPDATE x_config SET value = 'xx' WHERE key = 'metric';", "UPDATE x_config SET value = '2' WHERE key = 'format';",
+    "UPDATE x_chunks SET data = substr(data, 1, 10);", "UPDATE x_chunks SET data = randomblob(length(data));",
+    "UPDATE x_chunks SET data = data || X'00';", "DROP TABLE e;", "ALTER TABLE e RENAME TO e2;",
+    "DROP TRIGGER x_vekter_ai;", "DELETE FROM x_changes;", "UPDATE x_changes SET rid = -rid;",
+]
+# Damage, then use the table from this connection and from a fresh one (which loads the snapshot).
+USE = """SELECT count(*) FROM x('[1,2]', 10);
+INSERT INTO x(x) VALUES ('integrity-check');
+INSERT INTO x(x) VALUES ('rebuild');
+SELECT count(*) FROM x('[1,2]', 10);
+"""
+
+GENERIC = re.compile(r"internal error|raised exception|unknown error|SQL logic error", re.I)
+
+
+def cases():
+    for t in TEMPLATES:
+        for v in VALUES:
+            yield SETUP + t.format(v=v) + "\n" + AFTER, None
+    for d in DAMAGE:
+        yield SETUP + d + "\n" + USE + AFTER, ".load ./dist/vekter\n" + USE + AFTER
+
+
+def run(case):
+    script, reopen = case
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(pathlib.Path(tmp) / "h.db")
+        outputs = []
+        for sql in [script] + ([reopen] if reopen else []):
+            try:
+                p = subprocess.run(["sqlite3", db], input=sql, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=60, cwd=ROOT)
+            except subprocess.TimeoutExpired:
+                return "hang", sql[:300]
+            if p.returncode not in (0, 1):
+                return f"signal {-p.returncode}" if p.returncode < 0 else f"exit {p.returncode}", sql[:300]
+            outputs.append(p.stdout + p.stderr)
+        out = "\n".join(outputs)
+        if out.count("alive|") < 2 * len(outputs):
+            return "extension stopped answering", out[-500:]
+        generic = GENERIC.search(out)
+        if generic:
+            return f"unclear error '{generic.group(0)}'", out[-500:]
+        return "ok", out.count("error")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    all_cases = list(cases())
+    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+        results = list(pool.map(run, all_cases))
+    bad = [(r, d) for r, d in results if r != "ok"]
+    errors = sum(d for r, d in results if r == "ok")
+    print(f"hostile battery: {len(all_cases)} cases, {errors} clear SQL errors, {len(bad)} failures")
+    for r, d in bad[:10]:
+        print(f"  {r}: {d!r}")
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
