@@ -195,3 +195,41 @@ fn limit_is_k_where_sqlite_passes_it_down() {
         );
     }
 }
+
+#[test]
+fn defensive_mode_protects_shadow_tables_but_not_writes_to_content() {
+    use rusqlite::config::DbConfig;
+    let conn = memory();
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
+        .unwrap();
+    conn.execute_batch(
+        "CREATE TABLE docs (id INTEGER PRIMARY KEY, embedding BLOB);
+         INSERT INTO docs VALUES (1, '[0, 0]'), (2, '[5, 5]');
+         CREATE VIRTUAL TABLE idx USING faiss(content = docs, factory = 'HNSW8');",
+    )
+    .unwrap();
+    // The sync triggers still append to the change log.
+    conn.execute("INSERT INTO docs VALUES (3, '[4, 4]')", [])
+        .unwrap();
+    conn.execute("DELETE FROM docs WHERE id = 2", []).unwrap();
+    let near: Vec<i64> = conn
+        .prepare("SELECT rowid FROM idx('[5, 5]', 5)")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(near, vec![3, 1]);
+    for sql in [
+        "UPDATE idx_config SET value = '1' WHERE key = 'dim'",
+        "DELETE FROM idx_chunks",
+        "INSERT INTO idx_chunks VALUES (9, x'00')",
+    ] {
+        let err = conn.execute(sql, []).unwrap_err().to_string();
+        assert!(err.contains("may not be modified"), "{sql}: {err}");
+    }
+    conn.execute("INSERT INTO idx(idx) VALUES ('optimize')", [])
+        .unwrap();
+    conn.execute("INSERT INTO idx(idx) VALUES ('integrity-check')", [])
+        .unwrap();
+}
