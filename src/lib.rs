@@ -16,6 +16,9 @@ pub mod sqlite;
 pub mod vector;
 pub mod vtab;
 
+#[cfg(test)]
+mod proptests;
+
 use std::os::raw::{c_char, c_uint};
 use std::sync::Arc;
 

@@ -5,6 +5,8 @@ pub mod faiss;
 mod indexes;
 mod options;
 
+pub use options::Options;
+
 use std::sync::Arc;
 
 use crate::error::Result;
