@@ -33,6 +33,10 @@ pub trait VTab: Sized + 'static {
     /// False for an eponymous-only module (no `CREATE VIRTUAL TABLE`).
     const CREATES: bool;
 
+    /// `SQLITE_VTAB_DIRECTONLY`: usable from top-level SQL only, never from a view or trigger
+    /// ([sqlite3_vtab_config](https://www.sqlite.org/c3ref/vtab_config.html)).
+    const DIRECT_ONLY: bool = false;
+
     /// `CREATE VIRTUAL TABLE`: the schema to declare and the table.
     fn create(conn: Conn, aux: &Self::Aux, args: &[String]) -> Result<(String, Self)>;
     /// Reattach to an existing table (any later connection, or an eponymous table).
@@ -206,6 +210,10 @@ unsafe fn construct<T: VTab>(
         let rc = call!(declare_vtab(db, c_schema.as_ptr()));
         if rc != 0 {
             return Err(Error::with_code(rc, conn.errmsg()));
+        }
+        if T::DIRECT_ONLY {
+            const SQLITE_VTAB_DIRECTONLY: c_int = 3;
+            call!(vtab_config(db, SQLITE_VTAB_DIRECTONLY));
         }
         Ok(Box::new(TableBox::<T> {
             base: sqlite3_vtab {

@@ -21,6 +21,9 @@ impl VTab for IndexesTable {
     type Cursor = IndexesCursor;
     const SHADOW_TABLES: &'static [&'static str] = &[];
     const CREATES: bool = false;
+    // What the process holds is for the operator's own SQL, not for a view or trigger that a
+    // database file brings along.
+    const DIRECT_ONLY: bool = true;
 
     fn create(conn: Conn, aux: &Arc<ConnState>, args: &[String]) -> Result<(String, Self)> {
         Self::connect(conn, aux, args)

@@ -64,3 +64,7 @@ INSERT INTO docs VALUES (6, 'new', 2025, faiss_encode('[0.9, 0]'));
 SELECT rowid, id FROM papers_idx('[0.9, 0]', 1);
 DROP TABLE papers_idx;
 SELECT type, name FROM sqlite_master ORDER BY type, name;
+-- faiss_indexes is for top-level SQL only: a view (or a trigger) cannot reach it
+CREATE VIEW process_indexes AS SELECT * FROM faiss_indexes;
+SELECT * FROM process_indexes;
+DROP VIEW process_indexes;
