@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::{bail, Error, Result};
 use crate::index::{Bitmap, Hit, Index, Metric};
-use crate::sqlite::{quote_ident, Cell, Conn};
+use crate::sqlite::{quote_ident, Cell, Conn, StmtCache};
 use crate::store::{config_num, Store, FORMAT_VERSION};
 use crate::vector;
 
@@ -374,9 +374,21 @@ pub struct LiveTable {
     pub schema: String,
     pub name: String,
     pub meta: Meta,
+    /// Statements run on every search (ids, vectors of candidates), prepared once.
+    stmts: StmtCache,
 }
 
 impl LiveTable {
+    pub fn new(conn: Conn, schema: &str, name: &str, meta: Meta) -> LiveTable {
+        LiveTable {
+            conn,
+            schema: schema.to_string(),
+            name: name.to_string(),
+            meta,
+            stmts: StmtCache::default(),
+        }
+    }
+
     pub fn store(&self) -> Store {
         Store::new(self.conn, &self.schema, &self.name)
     }
@@ -395,12 +407,7 @@ impl LiveTable {
         };
         let meta = Meta::from_config(&config, content)
             .map_err(|e| e.context(format!("faiss table '{name}'")))?;
-        Ok(LiveTable {
-            conn,
-            schema: schema.to_string(),
-            name: name.to_string(),
-            meta,
-        })
+        Ok(LiveTable::new(conn, schema, name, meta))
     }
 
     fn content_sql(&self) -> String {
@@ -656,24 +663,26 @@ impl LiveTable {
 
     /// Vectors of `rowids` as this connection sees them (missing or NULL rows left out).
     pub fn vectors_of(&self, rowids: &[i64]) -> Result<Vec<(i64, Vec<f32>)>> {
-        let mut stmt = self.conn.prepare(&format!(
+        let sql = format!(
             "SELECT {} FROM {} WHERE rowid = ?1",
             quote_ident(&self.meta.column),
             self.content_sql()
-        ))?;
-        let mut out = Vec::with_capacity(rowids.len());
-        for &rowid in rowids {
-            stmt.bind_i64(1, rowid)?;
-            if stmt.step()? && stmt.cell(0) != Cell::Null {
-                if let Ok(v) = vector::parse(stmt.cell(0)) {
-                    if v.len() == self.meta.dim {
-                        out.push((rowid, v));
+        );
+        self.stmts.with(self.conn, &sql, |stmt| {
+            let mut out = Vec::with_capacity(rowids.len());
+            for &rowid in rowids {
+                stmt.bind_i64(1, rowid)?;
+                if stmt.step()? && stmt.cell(0) != Cell::Null {
+                    if let Ok(v) = vector::parse(stmt.cell(0)) {
+                        if v.len() == self.meta.dim {
+                            out.push((rowid, v));
+                        }
                     }
                 }
+                stmt.reset();
             }
-            stmt.reset();
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The `id` of each rowid (the rowid itself when the table has no id column); `None` for
@@ -685,21 +694,20 @@ impl LiveTable {
             .id_column
             .as_deref()
             .map_or("rowid".to_string(), quote_ident);
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {id} FROM {} WHERE rowid = ?1",
-            self.content_sql()
-        ))?;
-        let mut out = Vec::with_capacity(rowids.len());
-        for &rowid in rowids {
-            stmt.bind_i64(1, rowid)?;
-            out.push(if stmt.step()? {
-                Some(crate::content::id_value(stmt.cell(0))?)
-            } else {
-                None
-            });
-            stmt.reset();
-        }
-        Ok(out)
+        let sql = format!("SELECT {id} FROM {} WHERE rowid = ?1", self.content_sql());
+        self.stmts.with(self.conn, &sql, |stmt| {
+            let mut out = Vec::with_capacity(rowids.len());
+            for &rowid in rowids {
+                stmt.bind_i64(1, rowid)?;
+                out.push(if stmt.step()? {
+                    Some(crate::content::id_value(stmt.cell(0))?)
+                } else {
+                    None
+                });
+                stmt.reset();
+            }
+            Ok(out)
+        })
     }
 }
 

@@ -163,6 +163,15 @@ impl LiveTable {
     }
 }
 
+/// The index `faiss_search` uses for a table name.
+#[derive(Clone)]
+pub enum Resolved {
+    /// A plain table: its exact index.
+    Plain,
+    /// A `faiss` table (named or over the table) and what it indexes.
+    Live { name: String, meta: Box<Meta> },
+}
+
 /// One row of `faiss_indexes`.
 pub struct Listed {
     pub key: IndexKey,
@@ -187,6 +196,9 @@ struct Stamp {
 /// when the connection closes.
 pub struct ConnState {
     id: u64,
+    /// What `faiss_search(db, table, …)` resolved `table` to, with the schema cookie it was
+    /// resolved under: valid until the schema changes.
+    pub resolved: Mutex<HashMap<(String, String), (i64, Resolved)>>,
     /// Keyed by index and schema: one file attached twice has two pagers, two data versions.
     stamps: Mutex<HashMap<(IndexKey, String), Stamp>>,
 }
@@ -195,6 +207,7 @@ impl ConnState {
     pub fn new() -> ConnState {
         ConnState {
             id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+            resolved: Mutex::default(),
             stamps: Mutex::default(),
         }
     }

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::index::Hit;
 use crate::json::{self, IdValue};
 use crate::live::{LiveTable, Query, SearchParams};
-use crate::registry::{registry, ConnState};
+use crate::registry::{registry, ConnState, Resolved};
 use crate::sqlite::{Context, Output, ValueRef};
 use crate::vector;
 
@@ -18,8 +18,39 @@ pub fn search(ctx: &Context, state: &ConnState, args: &[ValueRef], scores: bool)
     let k = parse_k(args[3].cell())?;
     let conn = ctx.conn();
     let schema = resolve_schema(conn, database)?;
-    if let Some(name) = faiss_table_for(conn, &schema, table)? {
-        let live = LiveTable::open(conn, &schema, &name)?;
+    // One read snapshot for everything below; its cookie validates the cached resolution.
+    let held = conn.hold_read(&schema)?;
+    let cookie = conn.schema_version(&schema, held.as_ref())?;
+    let key = (schema.clone(), table.to_ascii_lowercase());
+    let cached = state
+        .resolved
+        .lock()
+        .expect("cache lock")
+        .get(&key)
+        .cloned();
+    let resolved = match cached {
+        Some((c, resolved)) if c == cookie => resolved,
+        _ => {
+            let resolved = match faiss_table_for(conn, &schema, table)? {
+                Some(name) => {
+                    let meta = LiveTable::open(conn, &schema, &name)?.meta;
+                    Resolved::Live {
+                        name,
+                        meta: Box::new(meta),
+                    }
+                }
+                None => Resolved::Plain,
+            };
+            let mut cache = state.resolved.lock().expect("cache lock");
+            if cache.len() > 256 {
+                cache.clear();
+            }
+            cache.insert(key, (cookie, resolved.clone()));
+            resolved
+        }
+    };
+    if let Resolved::Live { name, meta } = resolved {
+        let live = LiveTable::new(conn, &schema, &name, *meta);
         let params = SearchParams::default();
         let query = Query {
             vector: &query,

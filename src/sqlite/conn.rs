@@ -137,12 +137,31 @@ impl Conn {
         if self.in_read_transaction(&c_schema) {
             return Ok(None);
         }
-        let mut stmt = self.prepare(&format!(
-            "SELECT 1 FROM {}.sqlite_master",
-            quote_ident(schema)
-        ))?;
+        let mut stmt = self.schema_version_stmt(schema)?;
+        // A stepped statement that has not finished keeps its read transaction open.
         stmt.step()?;
         Ok(Some(stmt))
+    }
+
+    fn schema_version_stmt(&self, schema: &str) -> Result<Stmt> {
+        self.prepare(&format!("PRAGMA {}.schema_version", quote_ident(schema)))
+    }
+
+    /// The schema cookie of `schema`, which changes with every change to its schema; read
+    /// from `held` (a statement [`hold_read`](Self::hold_read) returned) when there is one.
+    pub fn schema_version(&self, schema: &str, held: Option<&Stmt>) -> Result<i64> {
+        let read = |stmt: &Stmt| match stmt.cell(0) {
+            Cell::Integer(v) => v,
+            _ => -1,
+        };
+        match held {
+            Some(stmt) => Ok(read(stmt)),
+            None => {
+                let mut stmt = self.schema_version_stmt(schema)?;
+                stmt.step()?;
+                Ok(read(&stmt))
+            }
+        }
     }
 
     /// True when this connection holds a read (or write) transaction on `schema`
@@ -293,6 +312,35 @@ impl Drop for Stmt {
         unsafe {
             call!(finalize(self.raw));
         }
+    }
+}
+
+/// Prepared statements kept for reuse by one owner, finalized when the owner is dropped. Owners
+/// are virtual tables: SQLite disconnects them before it checks for unfinalized statements at
+/// `sqlite3_close`, so a cache never makes closing fail.
+#[derive(Default)]
+pub struct StmtCache {
+    stmts: std::cell::RefCell<std::collections::HashMap<String, Stmt>>,
+}
+
+impl StmtCache {
+    /// Run `f` on the statement for `sql`, prepared once. Re-entrant: a nested use of the same
+    /// SQL prepares its own statement.
+    pub fn with<R>(
+        &self,
+        conn: Conn,
+        sql: &str,
+        f: impl FnOnce(&mut Stmt) -> Result<R>,
+    ) -> Result<R> {
+        let cached = self.stmts.borrow_mut().remove(sql);
+        let mut stmt = match cached {
+            Some(stmt) => stmt,
+            None => conn.prepare(sql)?,
+        };
+        let result = f(&mut stmt);
+        stmt.reset();
+        self.stmts.borrow_mut().insert(sql.to_string(), stmt);
+        result
     }
 }
 

@@ -142,12 +142,7 @@ impl VTab for FaissTable {
         if store.content_table()?.is_some() {
             bail!("faiss: triggers named {name}_vekter_* already exist");
         }
-        let mut table = LiveTable {
-            conn,
-            schema: schema.to_string(),
-            name: name.to_string(),
-            meta: meta.clone(),
-        };
+        let mut table = LiveTable::new(conn, schema, name, meta.clone());
         let data_dim = table.first_dim()?;
         meta.dim = match (options.dim, data_dim) {
             (Some(d), Some(found)) if d != found => bail!(
