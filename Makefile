@@ -7,7 +7,7 @@ VENV ?= $(HOME)/.cache/vekter/venv
 PYTHON := $(VENV)/bin/python
 LIB := dist/vekter.so
 
-.PHONY: all build deps demo test test-rust test-golden test-python test-hostile venv golden-update fmt lint clean
+.PHONY: all build deps demo test test-rust test-golden test-python test-hostile venv golden-update fmt lint clean bench
 
 all: build
 
@@ -54,3 +54,9 @@ lint:
 clean:
 	rm -rf dist
 	cargo clean
+
+# Side-by-side benchmark (bench/run.py): vekter vs raw FAISS, sqlite-vec, vectorlite (and sqlite-vss
+# when it loads). Writes docs/benchmarks.md and docs/bench_*.png. QUICK=1: small sizes, a few minutes.
+bench: build
+	@scripts/venv.sh $(HOME)/.cache/vekter/bench-venv bench/requirements.txt
+	$(HOME)/.cache/vekter/bench-venv/bin/python bench/run.py $(if $(QUICK),--quick,)
