@@ -112,6 +112,7 @@ def main():
     print(f"hostile battery: {len(all_cases)} cases, {errors} clear SQL errors, {len(bad)} failures")
     for r, d in bad[:10]:
         print(f"  {r}: {d!r}")
+    print(f"hostile: {len(all_cases) - len(bad)} passed, {len(bad)} failed")
     sys.exit(1 if bad else 0)
 
 
