@@ -37,7 +37,11 @@ pub fn parse(cell: Cell) -> Result<Vec<f32>> {
 
 /// A vector as the float32 little-endian blob the other functions read.
 pub fn encode(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    if cfg!(target_endian = "little") {
+        bytemuck::cast_slice(v).to_vec()
+    } else {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
 }
 
 fn check_dim(dim: usize) -> Result<()> {
@@ -71,12 +75,16 @@ fn append_blob(bytes: &[u8], out: &mut Vec<f32>) -> Result<()> {
         )));
     }
     check_dim(bytes.len() / 4)?;
-    // Blobs carry no alignment guarantee: read each float from its bytes.
-    out.extend(
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-    );
+    // Blobs carry no alignment guarantee: copy straight when aligned (little-endian hosts
+    // store float32 as the blob does), otherwise read each float from its bytes.
+    match bytemuck::try_cast_slice::<u8, f32>(bytes) {
+        Ok(floats) if cfg!(target_endian = "little") => out.extend_from_slice(floats),
+        _ => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
+    }
     Ok(())
 }
 
