@@ -120,11 +120,6 @@ impl Index {
         })
     }
 
-    /// Remove every vector, keeping what training learnt.
-    pub fn reset(&mut self) -> Result<()> {
-        self.inner.reset().map_err(faiss_error)
-    }
-
     /// Set a FAISS search parameter (`nprobe`, `efSearch`, …) on the index itself
     /// (`ParameterSpace::set_index_parameter`). Mutates the index: callers hold it exclusively.
     pub fn set_parameter(&mut self, name: &str, value: f64) -> Result<()> {

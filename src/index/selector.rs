@@ -22,14 +22,6 @@ impl Bitmap {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Grow to `len` labels; new labels are set to `value`.
     pub fn resize(&mut self, len: usize, value: bool) {
         let old = self.len;
