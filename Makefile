@@ -6,6 +6,11 @@ export CARGO_TARGET_DIR
 VENV ?= $(HOME)/.cache/vekter/venv
 PYTHON := $(VENV)/bin/python
 LIB := dist/vekter.so
+# A second build whose bundled FAISS is compiled with AVX2 (its own target dir: the FAISS cmake
+# build depends on CXXFLAGS). vekter.so hands connections over to it when the CPU allows.
+AVX2_TARGET_DIR ?= $(HOME)/.cache/vekter/target-avx2
+AVX2_CXXFLAGS := -mavx2 -mfma -mf16c -mpopcnt
+ARCH := $(shell uname -m)
 
 .PHONY: all build deps demo test test-rust test-golden test-python test-hostile venv golden-update fmt lint clean bench
 
@@ -14,10 +19,16 @@ all: build
 deps:
 	@scripts/install-deps.sh
 
+# Libraries are installed by rename, never overwritten in place: a process that has the old
+# file mapped (a running Datasette, a test) keeps a valid mapping.
 build: deps
 	cargo build --release
 	@mkdir -p dist
-	cp $(CARGO_TARGET_DIR)/release/libvekter.so $(LIB)
+	cp $(CARGO_TARGET_DIR)/release/libvekter.so dist/.vekter.so.tmp && mv -f dist/.vekter.so.tmp $(LIB)
+ifeq ($(ARCH),x86_64)
+	CARGO_TARGET_DIR=$(AVX2_TARGET_DIR) CXXFLAGS="$(AVX2_CXXFLAGS)" cargo build --release --features avx2
+	cp $(AVX2_TARGET_DIR)/release/libvekter.so dist/.vekter_avx2.so.tmp && mv -f dist/.vekter_avx2.so.tmp dist/vekter_avx2.so
+endif
 
 demo: build
 	sqlite3 :memory: < sql/demo.sql

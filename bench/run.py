@@ -76,6 +76,8 @@ MODES = {
         reopen_runs=5,
         percall=dict(batches=5, calls=2_000),
         memory_queries=20,
+        simd=dict(queries=200, build_rows=5_000),
+        threads=dict(build_rows=10_000, seconds=2.0),
     ),
     "full": dict(
         exact=[(1_000_000, 128), (100_000, 768)],
@@ -87,9 +89,11 @@ MODES = {
         reopen_runs=5,
         percall=dict(batches=7, calls=10_000),
         memory_queries=100,
+        simd=dict(queries=1_000, build_rows=30_000),
+        threads=dict(build_rows=50_000, seconds=5.0),
     ),
 }
-SECTIONS = ["exact", "ann", "write", "reopen", "percall", "memory"]
+SECTIONS = ["exact", "ann", "simd", "threads", "write", "reopen", "percall", "memory"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -735,10 +739,11 @@ print(json.dumps({"load": t1 - t0, "first": t2 - t1, "second": t3 - t2, "ids": i
 """
 
 
-def run_child(args, script=False, timeout=None):
+def run_child(args, script=False, timeout=None, env=None):
     """Run Python code (-c) or a script in a new process; its last stdout line is JSON."""
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, *([] if script else ["-c"]), *args], capture_output=True, timeout=timeout)
+    p = subprocess.run([sys.executable, *([] if script else ["-c"]), *args], capture_output=True, timeout=timeout,
+                       env=None if env is None else {**os.environ, **env})
     p.stdout, p.stderr = p.stdout.decode(), p.stderr.decode(errors="replace")
     wall = time.perf_counter() - t
     if p.returncode != 0:
@@ -774,6 +779,121 @@ def bench_reopen(cfg, work, env, ann):
         log(f"  {name}: vekter open+first query {fmt_ms(case['vekter']['first'] * 1e3)} ms "
             f"(process {fmt_ms(case['vekter']['wall'] * 1e3)} ms); faiss.read_index+search "
             f"{fmt_ms(case['faiss']['first'] * 1e3)} ms (process {fmt_ms(case['faiss']['wall'] * 1e3)} ms)")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# SIMD: the same files searched by vekter.so's two FAISS builds (VEKTER_SIMD=generic keeps the
+# baseline build; the default hands over to vekter_avx2.so when the CPU has AVX2)
+
+SIMD_CHILD = r"""
+import json, sqlite3, statistics, sys, time
+hnsw_path, flat_path, lib, nq, build_rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+def connect(path):
+    c = sqlite3.connect(path, isolation_level=None)
+    c.enable_load_extension(True)
+    c.load_extension(lib)
+    return c
+def median_us(c, sql, queries):
+    for q in queries[:20]:
+        c.execute(sql, [q]).fetchall()
+    times = []
+    for q in queries:
+        t = time.perf_counter_ns()
+        c.execute(sql, [q]).fetchall()
+        times.append((time.perf_counter_ns() - t) / 1e3)
+    return statistics.median(times)
+c = connect(hnsw_path)
+out = {"simd": json.loads(c.execute("select vekter_debug()").fetchone()[0])["simd"]}
+queries = [r[0] for r in c.execute("select embedding from t where id % 89 = 0 limit ?", [nq])]
+for ef in (16, 64, 256):
+    out[f"hnsw_ef{ef}_us"] = median_us(c, f"select rowid from hnsw where query = ? and k = 10 and params = 'efSearch={ef}'", queries)
+f = connect(flat_path)
+out["flat_us"] = median_us(f, "select rowid from flat where query = ? and k = 10", queries[:200])
+m = connect(":memory:")
+m.execute("attach ? as src", [flat_path])
+m.execute("create table t as select id, embedding from src.t where id <= ?", [build_rows])
+t = time.perf_counter()
+m.execute("create virtual table h using faiss(content = t, factory = 'HNSW32')")
+out["build_hnsw_s"] = time.perf_counter() - t
+t = time.perf_counter()
+m.execute("create virtual table p using faiss(content = t, factory = 'IVF64,PQ16')")
+out["build_ivfpq_s"] = time.perf_counter() - t
+out["ivfpq_us"] = median_us(m, "select rowid from p where query = ? and k = 10 and params = 'nprobe=16'", queries)
+print(json.dumps(out))
+"""
+
+
+def bench_simd(cfg, work, env, ann):
+    c = cfg["simd"]
+    log(f"\n== SIMD: vekter's baseline FAISS build vs its AVX2 build ({ann['n']:,} x {ann['d']})")
+    args = [SIMD_CHILD, str(work / "ann_hnsw.db"), str(work / "ann_flat.db"), LIB, str(c["queries"]), str(c["build_rows"])]
+    out = {"n": ann["n"], "d": ann["d"], "queries": c["queries"], "build_rows": c["build_rows"], "levels": {}}
+    for level in ("generic", "auto"):
+        r = run_child(args, env={"VEKTER_SIMD": level})
+        out["levels"][r["simd"]["level"]] = r
+        log(f"  {r['simd']['level']:<8} HNSW efSearch=16/64/256 {r['hnsw_ef16_us']:.0f}/{r['hnsw_ef64_us']:.0f}/"
+            f"{r['hnsw_ef256_us']:.0f} µs, Flat {r['flat_us'] / 1e3:.2f} ms, IVF64,PQ16 nprobe=16 {r['ivfpq_us']:.0f} µs; "
+            f"build {c['build_rows']:,} rows: HNSW32 {r['build_hnsw_s']:.2f} s, IVF64,PQ16 {r['build_ivfpq_s']:.2f} s")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Threads: build time by vekter_threads(n); search throughput with more connections than cores
+
+THREADS_BUILD_CHILD = r"""
+import json, sqlite3, sys, time
+flat_path, lib, rows, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+m = sqlite3.connect(":memory:", isolation_level=None)
+m.enable_load_extension(True)
+m.load_extension(lib)
+m.execute("select vekter_threads(?)", [n])
+m.execute("attach ? as src", [flat_path])
+m.execute("create table t as select id, embedding from src.t where id <= ?", [rows])
+t = time.perf_counter()
+m.execute("create virtual table h using faiss(content = t, factory = 'HNSW32')")
+print(json.dumps({"threads": n, "build_s": time.perf_counter() - t}))
+"""
+
+
+def bench_threads(cfg, work, env, ann):
+    import threading
+    c = cfg["threads"]
+    log(f"\n== threads: builds by vekter_threads(n); searches from several connections at once")
+    out = {"build_rows": c["build_rows"], "seconds": c["seconds"], "build": {}, "qps": {}}
+    for n in sorted({1, 2, env["nproc"]}):
+        r = run_child([THREADS_BUILD_CHILD, str(work / "ann_flat.db"), LIB, str(c["build_rows"]), str(n)])
+        out["build"][n] = r["build_s"]
+        log(f"  HNSW32 build of {c['build_rows']:,} rows with vekter_threads({n}): {r['build_s']:.2f} s")
+    path = str(work / "ann_hnsw.db")
+    probe = connect(path)
+    queries = [r[0] for r in probe.execute("select embedding from t where id % 89 = 0 limit 200")]
+    probe.close()
+    for nconn in (1, 2, 4, 8):
+        conns = [connect(path) for _ in range(nconn)]
+        for cn in conns:
+            cn.execute("select rowid from hnsw where query = ? and k = 10", [queries[0]]).fetchall()
+        counts = [0] * nconn
+        stop = time.perf_counter() + c["seconds"]
+
+        def worker(i):
+            cn, j = conns[i], i
+            while time.perf_counter() < stop:
+                cn.execute("select rowid from hnsw where query = ? and k = 10 and params = 'efSearch=64'",
+                           [queries[j % len(queries)]]).fetchall()
+                j += 1
+                counts[i] += 1
+
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(nconn)]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        out["qps"][nconn] = sum(counts) / (time.perf_counter() - t0)
+        for cn in conns:
+            cn.close()
+        log(f"  {nconn} connection(s) in {nconn} thread(s), HNSW32 efSearch=64: {out['qps'][nconn]:,.0f} queries/s")
     return out
 
 
@@ -895,6 +1015,18 @@ def bench_memory(cfg, work, env, ann):
 # Environment
 
 
+def read_bandwidth():
+    """The machine's single-thread read bandwidth (GB/s): best of numpy float32 sums over a
+    1 GiB array (memory-bound, one thread, vectorised)."""
+    a = np.ones(2**28, dtype=np.float32)
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter()
+        a.sum()
+        best = max(best, a.nbytes / (time.perf_counter() - t) / 1e9)
+    return best
+
+
 def environment():
     env = {}
     env["date"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -931,7 +1063,8 @@ def environment():
     c = connect(":memory:", "vec", "vectorlite")
     env["vekter_version"], dbg = c.execute("select vekter_version(), vekter_debug()").fetchone()
     env["vekter_debug"] = dbg
-    env["vekter_threads"] = json.loads(dbg).get("omp_max_threads") or 1
+    env["vekter_threads"] = json.loads(dbg)["threads"]["build"]
+    env["read_gbs"] = read_bandwidth()
     env["sqlite_vec"] = c.execute("select vec_version()").fetchone()[0]
     env["vectorlite"] = c.execute("select vectorlite_info()").fetchone()[0]
     c.close()
@@ -995,6 +1128,80 @@ def ann_rows(ann, kind):
             cells.append(fmt_ratio(row["vectorlite"]["median_ms"] / f))
         rows.append(cells)
     return rows
+
+
+def best_at_recall(table, who, target=0.95):
+    """(setting, median ms, recall) of the fastest setting where `who` reaches `target` recall."""
+    ok = [(row[who]["median_ms"], p, row[who]["recall"]) for p, row in table.items()
+          if who in row and row[who]["recall"] >= target]
+    if not ok:
+        return None
+    ms, p, r = min(ok)
+    return p, ms, r
+
+
+def goals(results):
+    """Issue 4's goals: (goal, measured, met) from this run's figures."""
+    out = []
+    env = results["env"]
+    for ex in results.get("exact", []):
+        m = ex["methods"]
+        f = m["faiss"]["median_ms"]
+        case = f"{ex['n']:,}×{ex['d']}"
+        for key, name in (("vekter_vtab", "table"), ("vekter_fn", "faiss_search")):
+            v = m[key]["median_ms"]
+            out.append((f"exact {case}, vekter {name} ≤ 1.10× raw FAISS", f"{v / f:.2f}×", v / f <= 1.10))
+        if "vec" in m and "median_ms" in m["vec"]:
+            r = m["vec"]["median_ms"] / m["vekter_vtab"]["median_ms"]
+            out.append((f"exact {case}, vekter table ≥ 4× faster than sqlite-vec", f"{r:.1f}×", r >= 4))
+        if env.get("read_gbs"):
+            gbs = ex["n"] * ex["d"] * 4 / (m["vekter_vtab"]["median_ms"] / 1e3) / 1e9
+            share = gbs / env["read_gbs"]
+            out.append((f"exact {case} scan ≥ 70% of single-thread read bandwidth ({env['read_gbs']:.1f} GB/s)",
+                        f"{gbs:.1f} GB/s = {share:.0%}", share >= 0.7))
+    ann = results.get("ann")
+    if ann:
+        h = ann["hnsw"]
+        v = best_at_recall(h, "vekter")
+        if v:
+            p, ms, r = v
+            f = h[p]["faiss"]["median_ms"]
+            out.append(("HNSW ≤ 1.1× raw FAISS at the same setting (first efSearch with recall ≥ 0.95)",
+                        f"efSearch={p}: {ms:.3f} vs {f:.3f} ms = {ms / f:.2f}× (recall {r:.3f} vs {h[p]['faiss']['recall']:.3f})",
+                        ms / f <= 1.1))
+            vl = best_at_recall(h, "vectorlite")
+            if vl:
+                out.append(("HNSW faster than vectorlite at recall@10 ≥ 0.95 (fastest setting each)",
+                            f"vekter {ms:.3f} ms (efSearch={p}) vs vectorlite {vl[1]:.3f} ms (ef={vl[0]}) = {vl[1] / ms:.2f}× faster",
+                            ms < vl[1]))
+        b = ann["build"]
+        out.append(("HNSW build ≤ 1.2× raw FAISS", f"{b['vekter_hnsw']:.1f} vs {b['faiss_hnsw']:.1f} s = "
+                    f"{b['vekter_hnsw'] / b['faiss_hnsw']:.2f}×", b["vekter_hnsw"] / b["faiss_hnsw"] <= 1.2))
+        out.append(("HNSW build ≥ 2× faster than vectorlite's insert", f"{b['vectorlite_hnsw']:.1f} vs {b['vekter_hnsw']:.1f} s = "
+                    f"{b['vectorlite_hnsw'] / b['vekter_hnsw']:.2f}×", b["vectorlite_hnsw"] / b["vekter_hnsw"] >= 2))
+    w = results.get("write")
+    if w:
+        for k, name in (("vekter_hnsw", "HNSW32"), ("vekter_flat", "Flat")):
+            if k in w["targets"]:
+                r = w["targets"][k]["ratio_vs_plain"]
+                out.append((f"synced writes ({name}) ≤ 1.5× without an index", f"{r:.2f}×", r <= 1.5))
+    ro = results.get("reopen")
+    if ro:
+        for n, c in ro["cases"].items():
+            r = c["vekter"]["first"] / c["faiss"]["first"]
+            out.append((f"reopen {'HNSW32' if n == 'hnsw' else 'Flat'} ≤ 1.5× faiss.read_index",
+                        f"{c['vekter']['first'] * 1e3:.0f} vs {c['faiss']['first'] * 1e3:.0f} ms = {r:.2f}×", r <= 1.5))
+    pc = results.get("percall")
+    if pc:
+        for k, name in (("vtab", "table"), ("fn", "faiss_search")):
+            us = pc["us"][k]
+            out.append((f"per-call ({name}, from Python) ≤ 20 µs", f"{us:.1f} µs", us <= 20))
+    mem = results.get("memory")
+    if mem:
+        for n, c in mem["cases"].items():
+            r = c[4]["end_kb"] / c[1]["end_kb"]
+            out.append((f"4 connections ≤ 1.1× the memory of 1 ({'HNSW32' if n == 'hnsw' else 'Flat'})", f"{r:.3f}×", r <= 1.1))
+    return out
 
 
 def ratio_items(results):
@@ -1122,12 +1329,13 @@ def report(results, cfg, mode, elapsed, out_dir):
     L.append("## Setup\n")
     vss = f"sqlite-vss {env['sqlite_vss']}" if env["vss"] is None else f"sqlite-vss: skipped ({env['vss']})"
     L.append(md_table(["", ""], [
-        ["machine", f"{env['nproc']} cores, {env['cpu']} ({env['cpu_simd']}), {env['mem_gb']:.0f} GB RAM"],
+        ["machine", f"{env['nproc']} cores, {env['cpu']} ({env['cpu_simd']}), {env['mem_gb']:.0f} GB RAM; "
+                    f"single-thread read bandwidth {env.get('read_gbs', 0):.1f} GB/s (numpy sum over 1 GiB)"],
         ["system", f"{env['os_release'] or env['os']}; Python {env['python']}, SQLite {env['sqlite']} (the `sqlite3` module), numpy {env['numpy']}"],
         ["load average", f"{env['loadavg_start'][0]:.2f} at the start, {env['loadavg_end'][0]:.2f} at the end (1-minute)"],
         ["vekter", f"`vekter_version()` = {env['vekter_version']}; `vekter_debug()` = `{env['vekter_debug']}`"],
         ["raw FAISS", f"faiss-cpu {env['faiss']} ({env['faiss_compile'].strip()}; SIMD level in use: {env['faiss_simd']}); "
-                      f"searches with `faiss.omp_set_num_threads({SEARCH_THREADS})`, index builds with {env['vekter_threads']} threads (vekter's `omp_max_threads`)"],
+                      f"searches with `faiss.omp_set_num_threads({SEARCH_THREADS})`, index builds with {env['vekter_threads']} threads (vekter's `vekter_threads()`)"],
         ["peers", f"sqlite-vec {env['sqlite_vec']}; vectorlite-py ({env['vectorlite']}); {vss}"],
     ]))
     L.append("")
@@ -1172,6 +1380,49 @@ def report(results, cfg, mode, elapsed, out_dir):
             L.append("Memory, 4 connections instead of 1 searching one file: " + "; ".join(
                 f"{'HNSW32' if n == 'hnsw' else 'Flat'} {(c[n][4]['end_kb'] - c[n][1]['end_kb']) / 1024:+.0f} MB "
                 f"(index {c[n][1]['index_bytes'] / 2**20:.0f} MB)" for n in c) + ".\n")
+
+    g = goals(results)
+    if g:
+        L.append("## Goals (issue 4)\n")
+        L.append(md_table(["goal", "measured in this run", "met"], [[a, b, "yes" if c else "**no**"] for a, b, c in g]))
+        L.append("")
+
+    simd = results.get("simd")
+    if simd:
+        lv = simd["levels"]
+        L.append("## SIMD: vekter's two FAISS builds\n")
+        L.append("`make build` compiles FAISS twice: `vekter.so` for the x86-64 baseline and `vekter_avx2.so` with "
+                 "`-mavx2 -mfma -mf16c -mpopcnt`. Loading `vekter.so` hands the connection to the AVX2 build when the CPU "
+                 "has those features; `VEKTER_SIMD=generic` keeps the baseline build. Same files, same queries, a new "
+                 f"process per build (median µs per query, {simd['queries']} queries; builds of the first "
+                 f"{simd['build_rows']:,} rows in memory).\n")
+        keys = [("hnsw_ef16_us", "HNSW32 efSearch=16 (µs)"), ("hnsw_ef64_us", "HNSW32 efSearch=64 (µs)"),
+                ("hnsw_ef256_us", "HNSW32 efSearch=256 (µs)"), ("flat_us", f"Flat {simd['n']:,}×{simd['d']} (µs)"),
+                ("ivfpq_us", "IVF64,PQ16 nprobe=16 (µs)"), ("build_hnsw_s", "build HNSW32 (s)"),
+                ("build_ivfpq_s", "build IVF64,PQ16 (s)")]
+        if "generic" in lv and "avx2" in lv:
+            L.append(md_table(["", "generic", "avx2", "generic / avx2"],
+                              [[name, f"{lv['generic'][k]:.2f}", f"{lv['avx2'][k]:.2f}", fmt_ratio(lv["generic"][k] / lv["avx2"][k])]
+                               for k, name in keys]))
+        else:
+            L.append("Only one build was available: " + ", ".join(f"{k}: {v['simd']['reason']}" for k, v in lv.items()))
+        L.append("")
+
+    th = results.get("threads")
+    if th:
+        L.append("## Threads\n")
+        L.append("A search uses one thread, the caller's (FAISS parallelises over queries; vekter sends one per call). "
+                 "Builds, training and bulk adds use `vekter_threads()` OpenMP threads (default: the CPUs available; "
+                 "`VEKTER_THREADS` or `SELECT vekter_threads(n)` change it).\n")
+        L.append(md_table(["vekter_threads(n)", f"HNSW32 build of {th['build_rows']:,} rows (s)"],
+                          [[n, f"{s:.2f}"] for n, s in th["build"].items()]))
+        L.append("")
+        L.append(md_table(["connections searching at once (one thread each)", "queries per second (HNSW32, efSearch=64)"],
+                          [[n, f"{q:,.0f}"] for n, q in th["qps"].items()]))
+        L.append("")
+        L.append(f"On {env['nproc']} cores, more connections than cores keep the throughput flat instead of "
+                 "collapsing: every search runs on its caller's thread, so there is no OpenMP team per connection to "
+                 "oversubscribe the machine.\n")
 
     if "exact" in results:
         L.append("## Exact search\n")
@@ -1326,7 +1577,7 @@ def report(results, cfg, mode, elapsed, out_dir):
     L.append("## Reading these numbers\n")
     notes = [
         f"vekter's bundled FAISS ({json.loads(env['vekter_debug']).get('faiss', '?')}, SIMD "
-        f"`{json.loads(env['vekter_debug']).get('simd', '?')}`) and the faiss-cpu wheel ({env['faiss']}, SIMD "
+        f"`{json.loads(env['vekter_debug'])['simd']['level']}`) and the faiss-cpu wheel ({env['faiss']}, SIMD "
         f"`{env['faiss_simd']}`) are different builds: part of any gap is the FAISS build, not SQLite. The "
         "\"SIMD level forced to NONE\" row of the exact tables shows how much the wheel's SIMD dispatch matters there.",
         "Every SQL figure includes Python's `sqlite3` call overhead and SQLite's statement execution; "
@@ -1360,6 +1611,10 @@ def summary(results):
                     rows.append([f"{kind.upper()} {name}={p}", who, fmt_ms(m["median_ms"]),
                                  fmt_ratio(m["median_ms"] / base), fmt_recall(m["recall"])])
     out = [text_table(["case", "backend", "median ms", "vs FAISS", "recall@10"], rows)] if rows else []
+    g = goals(results)
+    if g:
+        out.append("")
+        out.append(text_table(["goal", "measured", "met"], [[a, b, "yes" if c else "NO"] for a, b, c in g]))
     w = results.get("write")
     if w:
         out.append("")
@@ -1395,6 +1650,10 @@ def load_results(path):
     if ann:
         for kind in ("hnsw", "ivf"):
             ann[kind] = {int(k): v for k, v in ann[kind].items()}
+    th = results.get("threads")
+    if th:
+        for k in ("build", "qps"):
+            th[k] = {int(n): v for n, v in th[k].items()}
     for case in (results.get("memory") or {}).get("cases", {}).values():
         for k in ("1", "4"):
             case[int(k)] = case.pop(k)
@@ -1434,7 +1693,7 @@ def main():
     for s in only:
         if s not in SECTIONS:
             ap.error(f"unknown section {s!r}")
-    if ("reopen" in only or "memory" in only) and "ann" not in only:
+    if any(s in only for s in ("simd", "threads", "reopen", "memory")) and "ann" not in only:
         only = ["ann"] + only  # they use the ANN section's files
     out_dir = pathlib.Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1453,6 +1712,8 @@ def main():
         "exact": lambda: bench_exact(cfg, work, env),
         "ann": lambda: bench_ann(cfg, work, env),
         "write": lambda: bench_write(cfg, work, env),
+        "simd": lambda: bench_simd(cfg, work, env, results["ann"]),
+        "threads": lambda: bench_threads(cfg, work, env, results["ann"]),
         "reopen": lambda: bench_reopen(cfg, work, env, results["ann"]),
         "percall": lambda: bench_percall(cfg, work, env),
         "memory": lambda: bench_memory(cfg, work, env, results["ann"]),
@@ -1461,7 +1722,7 @@ def main():
         for name in SECTIONS:
             if name not in only:
                 continue
-            if name in ("reopen", "memory") and "ann" not in results:
+            if name in ("simd", "threads", "reopen", "memory") and "ann" not in results:
                 results["errors"][name] = "skipped: the ANN section did not complete"
                 continue
             try:

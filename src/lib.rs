@@ -12,7 +12,9 @@ pub mod functions;
 pub mod index;
 pub mod json;
 pub mod registry;
+pub mod simd;
 pub mod sqlite;
+pub mod threads;
 pub mod vector;
 pub mod vtab;
 
@@ -43,6 +45,19 @@ pub unsafe extern "C" fn sqlite3_vekter_init(
     p_api: *mut sqlite3_api_routines,
 ) -> c_uint {
     sqlite::api::init(p_api);
+    match sqlite::guard(|| Ok(simd::dispatch(db, pz_err_msg, p_api))) {
+        Ok(simd::Dispatch::Here) => {}
+        Ok(simd::Dispatch::Done(rc)) => return rc,
+        Ok(simd::Dispatch::Refused(message)) => {
+            let e = Error::new(message);
+            report(pz_err_msg, &e);
+            return e.code() as c_uint;
+        }
+        Err(e) => {
+            report(pz_err_msg, &e);
+            return e.code() as c_uint;
+        }
+    }
     let result = sqlite::guard(|| {
         let failure = std::cell::RefCell::new(None);
         let rc = sqlite_loadable::entrypoints::register_entrypoint_load_permanently(

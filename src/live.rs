@@ -104,6 +104,15 @@ const PER_QUERY: &[(&str, f64, f64)] = &[
 const MAX_RERANK: usize = 100;
 
 impl SearchParams {
+    /// `nprobe` as the only FAISS parameter: IVF indexes take it inside the search's own
+    /// `SearchParametersIVF`, so the query shares the index with other searches.
+    pub fn nprobe_only(&self) -> Option<usize> {
+        match self.faiss.as_slice() {
+            [(name, value)] if name == "nprobe" => Some(*value as usize),
+            _ => None,
+        }
+    }
+
     /// `nprobe=32,efSearch=128,rerank=4` (spaces allowed).
     pub fn parse(text: &str) -> Result<SearchParams> {
         let mut params = SearchParams::default();
@@ -136,7 +145,7 @@ impl SearchParams {
     }
 
     /// Fail unless every FAISS parameter may be set per query, within its bounds.
-    fn check_per_query(&self) -> Result<()> {
+    pub fn check_per_query(&self) -> Result<()> {
         for (name, value) in &self.faiss {
             match PER_QUERY.iter().find(|(n, _, _)| n == name) {
                 None => bail!(
@@ -280,7 +289,7 @@ impl LiveState {
     }
 
     /// The snapshot payload: FAISS's bytes and the slot table.
-    fn encode_payload(&self) -> Result<Vec<u8>> {
+    pub fn encode_payload(&self) -> Result<Vec<u8>> {
         let faiss = self.index.to_bytes()?;
         *self.serialized.lock().expect("size lock") = (faiss.len(), self.slots.len());
         let mut out = Vec::with_capacity(24 + faiss.len() + self.slots.len() * 8);
@@ -295,7 +304,12 @@ impl LiveState {
     }
 
     /// A state from a verified payload.
-    fn from_payload(payload: &[u8], meta: &Meta, build_id: String, seq: i64) -> Result<LiveState> {
+    pub fn from_payload(
+        payload: &[u8],
+        meta: &Meta,
+        build_id: String,
+        seq: i64,
+    ) -> Result<LiveState> {
         let corrupt = |what: &str| Error::new(format!("stored snapshot is damaged: {what}"));
         if payload.len() < 24 || &payload[..8] != SNAPSHOT_MAGIC {
             return Err(corrupt("bad header"));
@@ -884,20 +898,22 @@ pub struct Query<'a> {
 }
 
 impl Query<'_> {
-    /// True when the query changes FAISS parameters and needs the index to itself.
+    /// True when the query changes FAISS parameters and needs the index to itself (an
+    /// nprobe-only query first tries a shared lock: see [`LiveTable::search`]).
     pub fn exclusive(&self) -> bool {
-        !self.params.faiss.is_empty()
+        !self.params.faiss.is_empty() && self.params.nprobe_only().is_none()
     }
 }
 
 impl LiveTable {
-    /// The `k` nearest rows as `(rowid, score)`, nearest first.
+    /// The `k` nearest rows as `(rowid, score)`, nearest first. `None` when the query sets
+    /// parameters that need the index exclusively but `state` is shared: ask again with it.
     pub fn search(
         &self,
         state: &mut StateRef,
         overlay: &Overlay,
         query: &Query,
-    ) -> Result<Vec<(i64, f32)>> {
+    ) -> Result<Option<Vec<(i64, f32)>>> {
         query.params.check_per_query()?;
         if query.vector.len() != self.meta.dim {
             bail!(
@@ -908,14 +924,18 @@ impl LiveTable {
         }
         let rerank = query.params.rerank.or(self.meta.params.rerank).unwrap_or(1);
         let fetch = query.k.saturating_mul(rerank);
-        let mut hits = if query.params.faiss.is_empty() {
-            self.search_state(state.get(), overlay, query, fetch)?
+        let nprobe = query
+            .params
+            .nprobe_only()
+            .filter(|_| state.get().index.is_ivf());
+        let mut hits = if query.params.faiss.is_empty() || nprobe.is_some() {
+            self.search_state(state.get(), overlay, query, fetch, nprobe)?
         } else {
-            let s = state
-                .get_mut()
-                .ok_or_else(|| Error::new("internal: per-query parameters need the index"))?;
+            let Some(s) = state.get_mut() else {
+                return Ok(None);
+            };
             let applied = apply_params(&mut s.index, &query.params.faiss);
-            let result = applied.and_then(|()| self.search_state(s, overlay, query, fetch));
+            let result = applied.and_then(|()| self.search_state(s, overlay, query, fetch, None));
             let restore: Vec<(String, f64)> = query
                 .params
                 .faiss
@@ -940,7 +960,7 @@ impl LiveTable {
             hits = self.rerank(state.get(), query.vector, &hits)?;
         }
         hits.truncate(query.k);
-        Ok(hits)
+        Ok(Some(hits))
     }
 
     /// Up to `fetch` candidates from FAISS plus the overlay, nearest first.
@@ -950,6 +970,7 @@ impl LiveTable {
         overlay: &Overlay,
         query: &Query,
         fetch: usize,
+        nprobe: Option<usize>,
     ) -> Result<Vec<(i64, f32)>> {
         let index = &state.index;
         // Which slots may be returned: live ones, minus rows the overlay replaces, within the
@@ -983,12 +1004,16 @@ impl LiveTable {
         let mut hits = if want == 0 {
             Vec::new()
         } else {
-            match index.search_selected(query.vector, fetch, allowed.as_deref()) {
+            match index.search_selected(query.vector, fetch, allowed.as_deref(), nprobe) {
                 Ok(hits) => hits,
                 // Index types without selector support: filter FAISS's results ourselves.
-                Err(_) if allowed.is_some() => {
-                    post_filter(index, query.vector, fetch, allowed.as_ref().expect("some"))?
-                }
+                Err(_) if allowed.is_some() => post_filter(
+                    index,
+                    query.vector,
+                    fetch,
+                    allowed.as_ref().expect("some"),
+                    nprobe,
+                )?,
                 Err(e) => return Err(e),
             }
         };
@@ -1008,7 +1033,7 @@ impl LiveTable {
                 ));
             }
             if let Some(b) = &allowed {
-                hits = post_filter(index, query.vector, fetch, b)?;
+                hits = post_filter(index, query.vector, fetch, b, nprobe)?;
             }
         }
         let base: Vec<(i64, f32)> = hits
@@ -1056,11 +1081,17 @@ impl LiveTable {
 }
 
 /// Search without a selector, keeping allowed labels, fetching more until enough are found.
-fn post_filter(index: &Index, query: &[f32], fetch: usize, allowed: &Bitmap) -> Result<Vec<Hit>> {
+fn post_filter(
+    index: &Index,
+    query: &[f32],
+    fetch: usize,
+    allowed: &Bitmap,
+    nprobe: Option<usize>,
+) -> Result<Vec<Hit>> {
     let mut k = fetch.max(16);
     loop {
         let hits: Vec<Hit> = index
-            .search(query, k)?
+            .search_selected(query, k, None, nprobe)?
             .into_iter()
             .filter(|h| allowed.get(h.label as usize))
             .collect();

@@ -137,14 +137,19 @@ impl LiveTable {
         // Rows the content table no longer has (deleted where no trigger saw it, e.g. by
         // INSERT OR REPLACE on another UNIQUE column) are dropped and more are fetched.
         let mut extra = 0;
+        let mut exclusive = query.exclusive();
         loop {
             let wanted = crate::live::Query {
                 k: query.k + extra,
                 ..*query
             };
-            let hits = registry().with_live(state, self, query.exclusive(), |s, overlay| {
+            let found = registry().with_live(state, self, exclusive, |s, overlay| {
                 self.search(s, overlay, &wanted)
             })?;
+            let Some(hits) = found else {
+                exclusive = true;
+                continue;
+            };
             let exhausted = hits.len() < wanted.k;
             let rowids: Vec<i64> = hits.iter().map(|h| h.0).collect();
             let ids = self.ids_of(&rowids)?;

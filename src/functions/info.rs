@@ -1,41 +1,32 @@
 //! `vekter_version()` and `vekter_debug()` (SPEC §5): what was built and what it is doing.
 
 use std::ffi::CStr;
-use std::os::raw::c_int;
 use std::sync::atomic::Ordering;
 
 use crate::error::Result;
 use crate::index::faiss_version;
 use crate::registry::registry;
 use crate::sqlite::api::call;
-use crate::sqlite::{Context, Output, ValueRef};
-
-extern "C" {
-    /// From libgomp, which FAISS links.
-    fn omp_get_max_threads() -> c_int;
-}
+use crate::sqlite::{Cell, Context, Output, ValueRef};
 
 pub fn version(_: &Context, _: &[ValueRef]) -> Result<Output> {
     Ok(Output::Text(env!("CARGO_PKG_VERSION").to_string()))
 }
 
 pub fn debug(_: &Context, _: &[ValueRef]) -> Result<Output> {
-    // SAFETY: both return static data.
-    let (sqlite_version, threads) = unsafe {
-        (
-            CStr::from_ptr(call!(libversion()))
-                .to_string_lossy()
-                .into_owned(),
-            omp_get_max_threads(),
-        )
+    // SAFETY: returns static data.
+    let sqlite_version = unsafe {
+        CStr::from_ptr(call!(libversion()))
+            .to_string_lossy()
+            .into_owned()
     };
     let stats = &registry().stats;
     let info = serde_json::json!({
         "vekter": env!("CARGO_PKG_VERSION"),
         "faiss": faiss_version(),
         "sqlite": sqlite_version,
-        "simd": "generic",
-        "omp_max_threads": threads,
+        "simd": crate::simd::report(),
+        "threads": crate::threads::report(),
         "build": {
             "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
             "arch": std::env::consts::ARCH,
@@ -48,4 +39,17 @@ pub fn debug(_: &Context, _: &[ValueRef]) -> Result<Output> {
         },
     });
     Ok(Output::Text(info.to_string()))
+}
+
+/// `vekter_threads()` reads, `vekter_threads(n)` sets the number of threads FAISS may use to
+/// build, train and add (searches always use one); returns the count in effect.
+pub fn threads(_: &Context, args: &[ValueRef]) -> Result<Output> {
+    let n = match args.first() {
+        None => crate::threads::build_threads(),
+        Some(arg) => match arg.cell() {
+            Cell::Integer(n) => crate::threads::set_build_threads(n)?,
+            _ => crate::error::bail!("thread count must be an integer"),
+        },
+    };
+    Ok(Output::Integer(n as i64))
 }

@@ -23,6 +23,8 @@ pub fn register(db: *mut sqlite3, state: &Arc<ConnState>) -> Result<()> {
     create_scalar(db, "faiss_decode", 1, PureInnocuous, codec::decode)?;
     create_scalar(db, "vekter_version", 0, PureInnocuous, info::version)?;
     create_scalar(db, "vekter_debug", 0, DirectOnly, info::debug)?;
+    create_scalar(db, "vekter_threads", 0, DirectOnly, info::threads)?;
+    create_scalar(db, "vekter_threads", 1, DirectOnly, info::threads)?;
     for (name, scores) in [("faiss_search", false), ("faiss_search_with_scores", true)] {
         let state = state.clone();
         create_scalar(db, name, 4, DirectOnly, move |ctx, args| {

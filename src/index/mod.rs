@@ -106,6 +106,7 @@ impl Index {
             bail!("no training vectors");
         }
         let prepared = self.prepare(vectors);
+        crate::threads::for_build();
         self.inner.train(&prepared).map_err(faiss_error)
     }
 
@@ -156,23 +157,26 @@ impl Index {
             return Ok(());
         }
         let prepared = self.prepare(vectors);
+        crate::threads::for_build();
         self.inner.add(&prepared).map_err(faiss_error)
     }
 
     /// The `k` nearest neighbours of `query`, nearest first; ties keep label order.
     /// Returns fewer than `k` hits when the index holds fewer vectors, never padding.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
-        self.search_selected(query, k, None)
+        self.search_selected(query, k, None, None)
     }
 
     /// [`search`](Self::search) among the labels whose bit is set in `selected` only
     /// (FAISS `IDSelectorBitmap` in the search parameters). Fails for index types whose
-    /// search takes no selector; the caller then filters results itself.
+    /// search takes no selector; the caller then filters results itself. `nprobe` overrides
+    /// the index's own for this search only (IVF indexes: check [`is_ivf`](Self::is_ivf)).
     pub fn search_selected(
         &self,
         query: &[f32],
         k: usize,
         selected: Option<&Bitmap>,
+        nprobe: Option<usize>,
     ) -> Result<Vec<Hit>> {
         self.check_query(query)?;
         let k = k.min(self.ntotal());
@@ -182,9 +186,15 @@ impl Index {
         let query = self.prepare(query);
         let mut scores = vec![0f32; k];
         let mut labels = vec![-1i64; k];
-        let params = selected
-            .map(|b| selector::SearchParams::new(b, self.ivf_nprobe()))
+        let ivf_nprobe = match (nprobe, self.ivf_nprobe()) {
+            (Some(_), None) => bail!("nprobe applies to IVF indexes only"),
+            (Some(n), Some(_)) => Some(n.max(1)),
+            (None, current) => current,
+        };
+        let params = (selected.is_some() || nprobe.is_some())
+            .then(|| selector::SearchParams::new(selected, ivf_nprobe))
             .transpose()?;
+        crate::threads::for_search();
         // SAFETY: the index is valid; `query` holds one `dim`-vector; both outputs hold `k`;
         // the parameters (and the bitmap they point to) outlive the call.
         let rc = unsafe {
@@ -202,6 +212,11 @@ impl Index {
             return Err(last_error());
         }
         Ok(self.collect_hits(&labels, &scores))
+    }
+
+    /// True for IVF indexes (directly or under a transform): they take `nprobe` per search.
+    pub fn is_ivf(&self) -> bool {
+        self.ivf_nprobe().is_some()
     }
 
     /// The current `nprobe` of an IVF index (directly or under a transform such as OPQ):

@@ -71,20 +71,23 @@ enum Params {
 }
 
 impl SearchParams {
-    /// Parameters selecting `bitmap`; `ivf_nprobe` for IVF indexes (their current value).
-    pub(super) fn new(bitmap: &Bitmap, ivf_nprobe: Option<usize>) -> Result<SearchParams> {
+    /// Parameters selecting `bitmap` (every label when `None`); `ivf_nprobe` for IVF indexes
+    /// (the value this search uses).
+    pub(super) fn new(bitmap: Option<&Bitmap>, ivf_nprobe: Option<usize>) -> Result<SearchParams> {
         let mut selector = std::ptr::null_mut();
         // SAFETY: FAISS keeps a pointer to the bitmap's bytes, which outlive these parameters
         // (both live for one search call); `n` is the bitmap's size in bytes. Every object
-        // created is freed in Drop or on the error path.
+        // created is freed in Drop or on the error path; a NULL selector selects everything.
         unsafe {
-            if faiss_sys::faiss_IDSelectorBitmap_new(
-                &mut selector,
-                bitmap.as_bytes().len(),
-                bitmap.as_bytes().as_ptr(),
-            ) != 0
-            {
-                return Err(last_error());
+            if let Some(bitmap) = bitmap {
+                if faiss_sys::faiss_IDSelectorBitmap_new(
+                    &mut selector,
+                    bitmap.as_bytes().len(),
+                    bitmap.as_bytes().as_ptr(),
+                ) != 0
+                {
+                    return Err(last_error());
+                }
             }
             let params = match ivf_nprobe {
                 Some(nprobe) => {
@@ -106,7 +109,9 @@ impl SearchParams {
             match params {
                 Some(params) => Ok(SearchParams { params, selector }),
                 None => {
-                    faiss_sys::faiss_IDSelectorBitmap_free(selector);
+                    if !selector.is_null() {
+                        faiss_sys::faiss_IDSelectorBitmap_free(selector);
+                    }
                     Err(last_error())
                 }
             }
@@ -129,7 +134,9 @@ impl Drop for SearchParams {
                 Params::Base(p) => faiss_sys::faiss_SearchParameters_free(p),
                 Params::Ivf(p) => faiss_sys::faiss_SearchParametersIVF_free(p),
             }
-            faiss_sys::faiss_IDSelectorBitmap_free(self.selector);
+            if !self.selector.is_null() {
+                faiss_sys::faiss_IDSelectorBitmap_free(self.selector);
+            }
         }
     }
 }

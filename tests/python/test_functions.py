@@ -140,5 +140,6 @@ def test_version_and_debug(conn):
     assert re.fullmatch(r"\d+\.\d+\.\d+", conn.execute("select vekter_version()").fetchone()[0])
     info = json.loads(conn.execute("select vekter_debug()").fetchone()[0])
     assert info["faiss"].startswith("1.")
-    assert info["omp_max_threads"] >= 1
+    assert info["threads"]["build"] >= 1 and info["threads"]["search"] == 1
+    assert info["simd"]["level"] in ("generic", "avx2")
     assert {"builds", "checks", "table_indexes"} <= set(info["registry"])

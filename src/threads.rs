@@ -1,0 +1,117 @@
+//! The thread policy: how many threads FAISS may use, and when.
+//!
+//! FAISS parallelises with OpenMP over queries, and vekter sends one query per call, so a search
+//! always runs on the calling thread alone (FAISS sizes its team `min(nq, max_threads)` = 1).
+//! Building, training and adding many vectors are where FAISS fans out. Those run with
+//! [`build_threads`] OpenMP threads, set on the calling thread just before each call (OpenMP's
+//! thread count is per calling thread, so a SQLite thread that never built keeps its default).
+//! OpenBLAS (called by k-means and OPQ training outside OpenMP regions) gets the same count.
+//! Several connections that build at the same time each get their own team: with the default of
+//! one thread per CPU, two concurrent builds on 2 cores use 4 threads, which is the price of
+//! builds that use the whole machine when alone. `vekter_threads(1)` trades that away.
+//!
+//! Default: the CPUs this process may run on, or `VEKTER_THREADS` when set (1..=256).
+
+use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use once_cell::sync::Lazy;
+
+use crate::error::Result;
+
+pub const MAX_THREADS: usize = 256;
+
+extern "C" {
+    /// From libgomp, which FAISS links.
+    fn omp_set_num_threads(n: c_int);
+    fn omp_get_max_threads() -> c_int;
+    fn dlsym(handle: *mut c_void, symbol: *const std::os::raw::c_char) -> *mut c_void;
+}
+
+/// `RTLD_DEFAULT`: look the symbol up in the global scope (the BLAS the process linked).
+const RTLD_DEFAULT: *mut c_void = std::ptr::null_mut();
+
+static BUILD_THREADS: Lazy<AtomicUsize> = Lazy::new(|| AtomicUsize::new(default_threads()));
+
+fn default_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match std::env::var("VEKTER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        Some(n) if (1..=MAX_THREADS).contains(&n) => n,
+        _ => cpus.min(MAX_THREADS),
+    }
+}
+
+/// The number of threads a build, training or bulk add may use.
+pub fn build_threads() -> usize {
+    BUILD_THREADS.load(Ordering::Relaxed)
+}
+
+/// Change the process-wide build thread count (`vekter_threads(n)`).
+pub fn set_build_threads(n: i64) -> Result<usize> {
+    if !(1..=MAX_THREADS as i64).contains(&n) {
+        crate::error::bail!("thread count must be between 1 and {MAX_THREADS}, got {n}");
+    }
+    BUILD_THREADS.store(n as usize, Ordering::Relaxed);
+    Ok(n as usize)
+}
+
+/// Call before a FAISS call that fans out (train, add): the calling thread's OpenMP team size and
+/// OpenBLAS's thread count follow the policy.
+pub fn for_build() {
+    let n = build_threads() as c_int;
+    // SAFETY: sets the calling thread's OpenMP ICV; OpenBLAS's setter takes any positive count.
+    unsafe {
+        omp_set_num_threads(n);
+        if let Some(set) = *OPENBLAS_SET {
+            set(n);
+        }
+    }
+}
+
+/// Call before a search: one thread, the caller's.
+pub fn for_search() {
+    // SAFETY: sets the calling thread's OpenMP ICV only.
+    unsafe { omp_set_num_threads(1) }
+}
+
+/// The OpenMP team size the calling thread would get now.
+pub fn omp_max_threads() -> usize {
+    // SAFETY: reads the calling thread's ICV.
+    unsafe { omp_get_max_threads() as usize }
+}
+
+type SetThreads = unsafe extern "C" fn(c_int);
+type GetThreads = unsafe extern "C" fn() -> c_int;
+
+/// OpenBLAS's thread setter, when the BLAS in the process is OpenBLAS (Debian's `libblas.so`
+/// alternative may be another implementation, so the symbol is looked up, not linked).
+static OPENBLAS_SET: Lazy<Option<SetThreads>> = Lazy::new(|| {
+    // SAFETY: dlsym on the global scope; the symbol, when present, has this C signature.
+    unsafe {
+        let p = dlsym(RTLD_DEFAULT, c"openblas_set_num_threads".as_ptr());
+        (!p.is_null()).then(|| std::mem::transmute::<*mut c_void, SetThreads>(p))
+    }
+});
+
+/// OpenBLAS's current thread count, when the BLAS is OpenBLAS.
+pub fn openblas_threads() -> Option<usize> {
+    // SAFETY: as above.
+    unsafe {
+        let p = dlsym(RTLD_DEFAULT, c"openblas_get_num_threads".as_ptr());
+        (!p.is_null()).then(|| std::mem::transmute::<*mut c_void, GetThreads>(p)() as usize)
+    }
+}
+
+/// For `vekter_debug()`.
+pub fn report() -> serde_json::Value {
+    serde_json::json!({
+        "build": build_threads(),
+        "search": 1,
+        "omp_max_threads_this_thread": omp_max_threads(),
+        "openblas": openblas_threads(),
+        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+    })
+}
