@@ -166,10 +166,15 @@ impl Store {
 
     /// The highest change-log sequence number this connection can see (0 when empty).
     pub fn max_seq(&self) -> Result<i64> {
+        // An emptied log (after `optimize`) keeps counting in `sqlite_sequence`
+        // (AUTOINCREMENT): its end is the larger of the two, so that `pending` stays exact.
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT coalesce(max(seq), 0) FROM {}",
-            self.table("changes")
+            "SELECT max(coalesce((SELECT max(seq) FROM {}), 0), \
+             coalesce((SELECT seq FROM {}.sqlite_sequence WHERE name = ?1), 0))",
+            self.table("changes"),
+            quote_ident(&self.schema)
         ))?;
+        stmt.bind_text(1, &format!("{}_changes", self.name))?;
         stmt.step()?;
         Ok(match stmt.cell(0) {
             crate::sqlite::Cell::Integer(i) => i,

@@ -179,3 +179,20 @@ def test_a_wal_reader_on_an_older_snapshot_gets_its_own_answer(tmp_path):
     assert [x[0] for x in r.execute("select rowid from x('[1, 0]', 3)")] == [1, 2, 3]
     r.execute("commit")
     assert [x[0] for x in r.execute("select rowid from x('[1, 0]', 3)")] == [100, 2, 3]
+
+
+def test_pending_counts_after_rebuild_of_an_empty_log():
+    """A rebuild with an empty change log stores the log's end from sqlite_sequence, so
+    faiss_indexes.pending counts only the changes made since."""
+    conn = connect(isolation_level=None)
+    conn.execute("create table docs (id integer primary key, embedding blob)")
+    conn.execute("create virtual table f using faiss(content = docs, dim = 2)")
+    conn.execute("insert into docs values (1, '[0,0]'), (2, '[1,1]'), (3, '[2,2]')")
+    conn.execute("insert into f(f) values ('rebuild')")
+    conn.execute("insert into f(f) values ('rebuild')")  # the log is empty now
+    conn.execute("insert into docs values (4, '[3,3]')")
+    assert conn.execute("select count(*) from f('[0,0]', 2)").fetchone()[0] == 2
+    assert conn.execute("select (select count(*) from f_changes), pending from faiss_indexes "
+                        "where name = 'f'").fetchone() == (1, 1)
+    conn.execute("insert into f(f) values ('optimize')")
+    assert conn.execute("select pending from faiss_indexes where name = 'f'").fetchone()[0] == 0
