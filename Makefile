@@ -10,6 +10,9 @@ LIB := dist/vekter.so
 # build depends on CXXFLAGS). vekter.so hands connections over to it when the CPU allows.
 AVX2_TARGET_DIR ?= $(HOME)/.cache/vekter/target-avx2
 AVX2_CXXFLAGS := -mavx2 -mfma -mf16c -mpopcnt
+# The same with AVX-512 (FAISS's FAISS_OPT_LEVEL=avx512 flags), for vekter_avx512.so.
+AVX512_TARGET_DIR ?= $(HOME)/.cache/vekter/target-avx512
+AVX512_CXXFLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512cd -mavx512vl -mavx512dq -mavx512bw -mpopcnt
 ARCH := $(shell uname -m)
 
 .PHONY: all build deps demo test test-rust test-golden test-python test-hostile venv golden-update fmt lint clean bench
@@ -28,6 +31,8 @@ build: deps
 ifeq ($(ARCH),x86_64)
 	CARGO_TARGET_DIR=$(AVX2_TARGET_DIR) CXXFLAGS="$(AVX2_CXXFLAGS)" cargo build --release --features avx2
 	cp $(AVX2_TARGET_DIR)/release/libvekter.so dist/.vekter_avx2.so.tmp && mv -f dist/.vekter_avx2.so.tmp dist/vekter_avx2.so
+	CARGO_TARGET_DIR=$(AVX512_TARGET_DIR) CXXFLAGS="$(AVX512_CXXFLAGS)" cargo build --release --features avx512
+	cp $(AVX512_TARGET_DIR)/release/libvekter.so dist/.vekter_avx512.so.tmp && mv -f dist/.vekter_avx512.so.tmp dist/vekter_avx512.so
 endif
 
 demo: build

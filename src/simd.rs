@@ -1,16 +1,17 @@
 //! Which FAISS build serves this process.
 //!
-//! `make build` produces two libraries from this source: `vekter.so`, whose bundled FAISS is
-//! compiled for the x86-64 baseline (SSE2), and `vekter_avx2.so` (cargo feature `avx2`), whose
-//! FAISS is compiled with `-mavx2 -mfma -mf16c -mpopcnt`. Users load `vekter.so`. Its entry point
-//! checks the CPU and, when the CPU has all four features, opens `vekter_avx2.so` from the same
-//! directory and hands the connection to its entry point. The AVX2 library is never mapped on a
-//! CPU without those features, so none of its instructions (static constructors run at `dlopen`)
-//! can raise SIGILL there. `VEKTER_SIMD=generic` keeps the baseline build; `VEKTER_SIMD=avx2`
-//! insists on the AVX2 build (loading fails with a clear message when it cannot be used).
+//! `make build` produces three libraries from this source: `vekter.so`, whose bundled FAISS is
+//! compiled for the x86-64 baseline (SSE2), and `vekter_avx2.so` / `vekter_avx512.so` (cargo
+//! features `avx2` / `avx512`), whose FAISS is compiled with FAISS's own AVX2 or AVX-512 flags.
+//! Users load `vekter.so`. Its entry point checks the CPU and hands the connection to the best
+//! sibling library the CPU can run, found in the same directory; otherwise it serves itself. A
+//! SIMD library is never mapped on a CPU without its features, so none of its instructions
+//! (static constructors run at `dlopen`) can raise SIGILL there. `VEKTER_SIMD=generic` keeps the
+//! baseline build; `VEKTER_SIMD=avx2` or `avx512` insists on that build (loading fails with a
+//! clear message when it cannot be used).
 //!
-//! The two libraries keep separate registries, but a process only ever registers functions from
-//! one of them: the choice is made once, on the first load, and reused by every later connection.
+//! The libraries keep separate registries, but a process only ever registers functions from one
+//! of them: the choice is made once, on the first load, and reused by every later connection.
 
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_uint, c_void};
@@ -18,18 +19,50 @@ use std::os::raw::{c_char, c_int, c_uint, c_void};
 use once_cell::sync::OnceCell;
 use sqlite3ext_sys::{sqlite3, sqlite3_api_routines};
 
-/// The FAISS compile flags of this library.
-pub const FAISS_FLAGS: &str = if cfg!(feature = "avx2") {
-    "-mavx2 -mfma -mf16c -mpopcnt"
+/// A FAISS build: its name, the FAISS compile flags, and the CPU features it needs.
+struct Level {
+    name: &'static str,
+    flags: &'static str,
+    needs: &'static str,
+    cpu_ok: fn() -> bool,
+}
+
+const AVX2: Level = Level {
+    name: "avx2",
+    flags: "-mavx2 -mfma -mf16c -mpopcnt",
+    needs: "AVX2, FMA, F16C and POPCNT",
+    cpu_ok: cpu_has_avx2,
+};
+
+const AVX512: Level = Level {
+    name: "avx512",
+    flags: "-mavx2 -mfma -mf16c -mavx512f -mavx512cd -mavx512vl -mavx512dq -mavx512bw -mpopcnt",
+    needs: "AVX2, FMA, F16C, POPCNT and AVX-512 F/CD/VL/DQ/BW",
+    cpu_ok: cpu_has_avx512,
+};
+
+/// Sibling builds, best first.
+const SIBLINGS: [Level; 2] = [AVX512, AVX2];
+
+/// This library's own build.
+const OWN: Option<Level> = if cfg!(feature = "avx512") {
+    Some(AVX512)
+} else if cfg!(feature = "avx2") {
+    Some(AVX2)
 } else {
-    ""
+    None
 };
 
 /// The SIMD level this library's FAISS was compiled for.
-pub const LEVEL: &str = if cfg!(feature = "avx2") {
-    "avx2"
-} else {
-    "generic"
+pub const LEVEL: &str = match OWN {
+    Some(level) => level.name,
+    None => "generic",
+};
+
+/// The FAISS compile flags of this library.
+pub const FAISS_FLAGS: &str = match OWN {
+    Some(level) => level.flags,
+    None => "",
 };
 
 type EntryPoint =
@@ -39,7 +72,7 @@ type EntryPoint =
 enum Choice {
     /// Serve from this library; the string says why (for `vekter_debug()`).
     Stay(String),
-    /// Forward every load to the AVX2 library's entry point.
+    /// Forward every load to a SIMD library's entry point.
     Forward(EntryPoint),
     /// Refuse to load (only when `VEKTER_SIMD` asks for something impossible).
     Refuse(String),
@@ -47,7 +80,7 @@ enum Choice {
 
 static CHOICE: OnceCell<Choice> = OnceCell::new();
 
-/// What the CPU offers, as FAISS's AVX2 build needs it.
+/// Whether the CPU (and the OS, for the wider registers) offers what FAISS's AVX2 build uses.
 pub fn cpu_has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -55,6 +88,23 @@ pub fn cpu_has_avx2() -> bool {
             && std::arch::is_x86_feature_detected!("fma")
             && std::arch::is_x86_feature_detected!("f16c")
             && std::arch::is_x86_feature_detected!("popcnt")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The same for FAISS's AVX-512 build.
+pub fn cpu_has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cpu_has_avx2()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512cd")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512bw")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -73,7 +123,7 @@ pub enum Dispatch {
 }
 
 /// Decide, on the first load, which library serves the process, and forward this load if it is
-/// the other one.
+/// another one.
 ///
 /// # Safety
 /// The arguments are the entry point's own, passed on unchanged.
@@ -82,17 +132,17 @@ pub unsafe fn dispatch(
     pz_err_msg: *mut *mut c_char,
     p_api: *mut sqlite3_api_routines,
 ) -> Dispatch {
-    if cfg!(feature = "avx2") {
-        // Loaded directly on a CPU without AVX2 it may already have faulted in a constructor;
-        // where it has not, refuse rather than fault on the first distance computation.
-        return if cpu_has_avx2() {
+    if let Some(own) = OWN {
+        // Loaded directly on a CPU without the features it may already have faulted in a
+        // constructor; where it has not, refuse rather than fault on the first distance.
+        return if (own.cpu_ok)() {
             Dispatch::Here
         } else {
-            Dispatch::Refused(
-                "vekter_avx2.so needs a CPU with AVX2, FMA, F16C and POPCNT; load vekter.so, \
-                 which picks the build this CPU can run"
-                    .into(),
-            )
+            Dispatch::Refused(format!(
+                "vekter_{}.so needs a CPU with {}; load vekter.so, which picks the build this \
+                 CPU can run",
+                own.name, own.needs
+            ))
         };
     }
     match CHOICE.get_or_init(choose) {
@@ -104,8 +154,8 @@ pub unsafe fn dispatch(
 
 /// Why this library serves the process (for `vekter_debug()`).
 pub fn reason() -> String {
-    if cfg!(feature = "avx2") {
-        return "the CPU has AVX2, FMA, F16C and POPCNT".into();
+    if let Some(own) = OWN {
+        return format!("the CPU has {}", own.needs);
     }
     match CHOICE.get() {
         Some(Choice::Stay(why)) => why.clone(),
@@ -115,36 +165,44 @@ pub fn reason() -> String {
 
 fn choose() -> Choice {
     let wanted = std::env::var("VEKTER_SIMD").unwrap_or_default();
-    match wanted.as_str() {
-        "" | "auto" | "avx2" => {}
+    let candidates: Vec<&Level> = match wanted.as_str() {
+        "" | "auto" => SIBLINGS.iter().collect(),
         "generic" => return Choice::Stay("VEKTER_SIMD=generic".into()),
-        other => {
-            return Choice::Refuse(format!(
-                "VEKTER_SIMD={other:?} is not a SIMD level: use auto, generic or avx2"
-            ))
+        name => match SIBLINGS.iter().find(|l| l.name == name) {
+            Some(level) => vec![level],
+            None => {
+                return Choice::Refuse(format!(
+                    "VEKTER_SIMD={name:?} is not a SIMD level: use auto, generic, avx2 or avx512"
+                ))
+            }
+        },
+    };
+    let insist = candidates.len() == 1;
+    let mut skipped = Vec::new();
+    for level in candidates {
+        match try_level(level) {
+            Ok(entry) => return Choice::Forward(entry),
+            Err(why) => skipped.push(why),
         }
     }
-    let insist = wanted == "avx2";
-    let stay_or_refuse = |why: String| {
-        if insist {
-            Choice::Refuse(format!("VEKTER_SIMD=avx2 cannot be honoured: {why}"))
-        } else {
-            Choice::Stay(why)
-        }
-    };
-    if !cpu_has_avx2() {
-        return stay_or_refuse("the CPU lacks AVX2, FMA, F16C or POPCNT".into());
+    let why = skipped.join("; ");
+    if insist {
+        Choice::Refuse(format!("VEKTER_SIMD={wanted} cannot be honoured: {why}"))
+    } else {
+        Choice::Stay(why)
     }
-    let Some(path) = sibling_path() else {
-        return stay_or_refuse("the path of vekter.so is unknown".into());
-    };
+}
+
+/// The entry point of `level`'s sibling library, or why it cannot be used.
+fn try_level(level: &Level) -> Result<EntryPoint, String> {
+    if !(level.cpu_ok)() {
+        return Err(format!("the CPU lacks {} ({})", level.name, level.needs));
+    }
+    let path = sibling_path(level.name).ok_or("the path of vekter.so is unknown")?;
     if !std::path::Path::new(&path).exists() {
-        return stay_or_refuse(format!("{path} does not exist"));
+        return Err(format!("{path} does not exist"));
     }
-    match open_entry_point(&path) {
-        Ok(entry) => Choice::Forward(entry),
-        Err(why) => stay_or_refuse(why),
-    }
+    open_entry_point(&path)
 }
 
 #[repr(C)]
@@ -188,13 +246,13 @@ pub fn library_path() -> Option<String> {
 }
 
 /// `dir/vekter.so` → `dir/vekter_avx2.so` (and `libvekter.so` → `libvekter_avx2.so`).
-fn sibling_path() -> Option<String> {
+fn sibling_path(level: &str) -> Option<String> {
     let own = library_path()?;
     let path = std::path::Path::new(&own);
     let stem = path.file_stem()?.to_str()?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("so");
     Some(
-        path.with_file_name(format!("{stem}_avx2.{ext}"))
+        path.with_file_name(format!("{stem}_{level}.{ext}"))
             .to_string_lossy()
             .into_owned(),
     )
@@ -234,6 +292,7 @@ pub fn report() -> serde_json::Value {
         "fma": std::arch::is_x86_feature_detected!("fma"),
         "f16c": std::arch::is_x86_feature_detected!("f16c"),
         "avx512f": std::arch::is_x86_feature_detected!("avx512f"),
+        "avx512_build_ok": cpu_has_avx512(),
     });
     #[cfg(not(target_arch = "x86_64"))]
     let cpu = serde_json::json!({});

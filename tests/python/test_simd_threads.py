@@ -1,7 +1,7 @@
-"""Issue 4: the two FAISS builds (baseline and AVX2) and the thread policy.
+"""Issue 4: the three FAISS builds (baseline, AVX2, AVX-512) and the thread policy.
 
-`vekter.so` hands each connection to `vekter_avx2.so` when the CPU has AVX2, FMA, F16C and
-POPCNT; `VEKTER_SIMD` overrides the choice. The choice is made once per process, so each case
+`vekter.so` hands each connection to the best of `vekter_avx512.so` / `vekter_avx2.so` the CPU
+can run; `VEKTER_SIMD` overrides the choice. The choice is made once per process, so each case
 runs in its own process."""
 import json
 import os
@@ -18,6 +18,7 @@ from conftest import LIB, connect
 
 DIST = pathlib.Path(LIB).parent
 AVX2_LIB = DIST / "vekter_avx2.so"
+AVX512_LIB = DIST / "vekter_avx512.so"
 
 
 def cpu_flags():
@@ -31,6 +32,8 @@ def cpu_flags():
 
 
 CPU_AVX2 = {"avx2", "fma", "f16c", "popcnt"} <= cpu_flags()
+CPU_AVX512 = CPU_AVX2 and {"avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"} <= cpu_flags()
+LEVELS = {"avx2": (CPU_AVX2, AVX2_LIB), "avx512": (CPU_AVX512, AVX512_LIB)}
 X86 = platform.machine() == "x86_64"
 
 CHILD = r"""
@@ -79,19 +82,29 @@ def test_generic_build_on_request(generic):
     assert generic["simd"]["faiss_cxxflags"] == ""
 
 
-@pytest.mark.skipif(not (X86 and CPU_AVX2), reason="needs an x86-64 CPU with AVX2")
-def test_default_uses_avx2_and_agrees_with_generic(generic):
-    assert AVX2_LIB.exists(), "make build produces dist/vekter_avx2.so on x86-64"
-    fast = run()
-    assert fast["simd"]["level"] == "avx2", fast["simd"]
+@pytest.mark.skipif(not X86, reason="x86-64 only")
+def test_default_is_the_best_build_the_cpu_runs():
+    for lib in (AVX2_LIB, AVX512_LIB):
+        assert lib.exists(), f"make build produces {lib} on x86-64"
+    best = "avx512" if CPU_AVX512 else "avx2" if CPU_AVX2 else "generic"
+    assert run(VEKTER_SIMD="auto")["simd"]["level"] == best
+
+
+@pytest.mark.parametrize("level", ["avx2", "avx512"])
+def test_simd_build_agrees_with_generic(generic, level):
+    cpu_ok, lib = LEVELS[level]
+    if not (X86 and cpu_ok):
+        pytest.skip(f"the CPU cannot run the {level} build")
+    fast = run(VEKTER_SIMD=level)
+    assert fast["simd"]["level"] == level, fast["simd"]
     assert "-mavx2" in fast["simd"]["faiss_cxxflags"]
-    assert fast["simd"]["library"].endswith("vekter_avx2.so")
+    assert fast["simd"]["library"].endswith(lib.name)
     # Exact search: the same rows in the same order; distances equal up to float rounding
     # (FMA changes the last bits).
     for a, b in zip(fast["flat"], generic["flat"]):
         assert [r[0] for r in a] == [r[0] for r in b]
         np.testing.assert_allclose([r[1] for r in a], [r[1] for r in b], rtol=1e-4, atol=1e-4)
-    # The AVX2 fast-scan PQ kernels and the generic ones rank alike.
+    # The SIMD fast-scan PQ kernels and the generic ones rank alike.
     same = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(fast["pq"], generic["pq"])])
     assert same >= 0.9, same
 
@@ -105,28 +118,33 @@ def test_missing_avx2_library_falls_back(tmp_path):
         assert "vekter_avx2.so does not exist" in out["simd"]["reason"]
         refused = run(lone, VEKTER_SIMD="avx2")
         assert "VEKTER_SIMD=avx2 cannot be honoured" in refused["error"], refused
+    if X86 and CPU_AVX512:
+        assert "vekter_avx512.so does not exist" in out["simd"]["reason"]
 
 
 def test_bad_simd_setting_refuses_to_load():
     out = run(VEKTER_SIMD="avx9000")
-    assert 'VEKTER_SIMD="avx9000" is not a SIMD level' in out["error"]
+    assert 'VEKTER_SIMD="avx9000" is not a SIMD level: use auto, generic, avx2 or avx512' in out["error"]
 
 
 @pytest.mark.skipif(not X86, reason="x86-64 only")
-def test_only_the_avx2_library_has_avx2_code():
-    """The baseline library must run on any x86-64 CPU: no AVX2/FMA instruction in it."""
+def test_only_the_simd_libraries_have_simd_code():
+    """The baseline library must run on any x86-64 CPU: no FMA or AVX-512 instruction in it."""
     objdump = shutil.which("objdump")
     if objdump is None:
         pytest.skip("objdump not installed")
 
-    def fma_count(path):
+    def counts(path):
         text = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(path)], capture_output=True,
                               text=True, check=True).stdout
-        return sum(1 for line in text.splitlines() if "\tvfmadd" in line)
+        lines = text.splitlines()
+        return (sum(1 for line in lines if "\tvfmadd" in line), sum(1 for line in lines if "zmm" in line))
 
-    assert fma_count(LIB) == 0
-    if AVX2_LIB.exists():
-        assert fma_count(AVX2_LIB) > 100
+    assert counts(LIB) == (0, 0)
+    fma, zmm = counts(AVX2_LIB)
+    assert fma > 100 and zmm == 0
+    fma, zmm = counts(AVX512_LIB)
+    assert fma > 100 and zmm > 100
 
 
 def test_threads_setting(conn):
