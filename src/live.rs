@@ -15,8 +15,10 @@ use crate::sqlite::{quote_ident, Cell, Conn, StmtCache};
 use crate::store::{config_num, Store, FORMAT_VERSION};
 use crate::vector;
 
-/// Rows read per batch while building.
-const BATCH_ROWS: usize = 8192;
+/// Vector bytes read per batch while building: FAISS adds a batch in one call, and graph
+/// indexes build markedly faster from few large adds (HNSW32, 20,000 × 128-d: 2.05 s in one
+/// add, 2.87 s in adds of 8,192), at the price of this much memory beside the index.
+const BATCH_BYTES: usize = 256 << 20;
 /// Default number of rows sampled to train an index that needs training.
 pub const DEFAULT_TRAIN_SIZE: usize = 50_000;
 /// A filter with at most this many rows is searched exactly when FAISS returns too few.
@@ -432,7 +434,7 @@ impl LiveTable {
         )
     }
 
-    /// Read `(rowid, vector)` of content rows in rowid order, `BATCH_ROWS` at a time, through
+    /// Read `(rowid, vector)` of content rows in rowid order, `BATCH_BYTES` at a time, through
     /// `batch`. Rows that `keep` rejects or whose vector is NULL are skipped; a bad vector is
     /// an error naming the row.
     fn scan(
@@ -464,7 +466,7 @@ impl LiveTable {
                 );
             }
             rowids.push(rowid);
-            if rowids.len() == BATCH_ROWS {
+            if vectors.len() * std::mem::size_of::<f32>() >= BATCH_BYTES {
                 batch(&rowids, &vectors)?;
                 total += rowids.len();
                 rowids.clear();
