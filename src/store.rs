@@ -259,12 +259,14 @@ impl Store {
         if want_bytes.div_ceil(CHUNK_BYTES) as i64 != want_chunks {
             bail!("snapshot of {want_bytes} bytes cannot span {want_chunks} chunks");
         }
-        let mut payload = Vec::with_capacity(want_bytes.min(CHUNK_BYTES));
+        // Lengths first (SQLite answers `length()` of a BLOB without reading it): the buffer is
+        // only allocated once the chunks actually stored add up to the recorded length, then
+        // each chunk is read straight into its place.
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT chunk, data FROM {} ORDER BY chunk",
+            "SELECT chunk, typeof(data), length(data) FROM {} ORDER BY chunk",
             self.table("chunks")
         ))?;
-        let mut expect = 0i64;
+        let (mut expect, mut total, mut chunks) = (0i64, 0usize, Vec::new());
         while stmt.step()? {
             let chunk = match stmt.cell(0) {
                 crate::sqlite::Cell::Integer(i) => i,
@@ -273,24 +275,44 @@ impl Store {
             if chunk != expect {
                 bail!("snapshot chunk {expect} is missing");
             }
-            match stmt.cell(1) {
-                crate::sqlite::Cell::Blob(b) => payload.extend_from_slice(b),
-                other => bail!(
+            let kind = stmt.text(1).unwrap_or_default();
+            if kind != "blob" {
+                bail!(
                     "snapshot chunk {chunk} is {}, not a BLOB",
-                    other.type_name()
-                ),
+                    kind.to_uppercase()
+                );
             }
-            if payload.len() > want_bytes {
+            let len = match stmt.cell(2) {
+                crate::sqlite::Cell::Integer(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                _ => usize::MAX,
+            };
+            total = total.saturating_add(len);
+            if total > want_bytes {
                 bail!("snapshot is longer than the {want_bytes} bytes recorded");
             }
+            chunks.push((chunk, len));
             expect += 1;
         }
-        if expect != want_chunks || payload.len() != want_bytes {
+        drop(stmt);
+        if expect != want_chunks || total != want_bytes {
             bail!(
-                "snapshot has {expect} chunks and {} bytes, {want_chunks} chunks and {want_bytes} \
-                 bytes were written",
-                payload.len()
+                "snapshot has {expect} chunks and {total} bytes, {want_chunks} chunks and \
+                 {want_bytes} bytes were written"
             );
+        }
+        let mut payload = vec![0u8; want_bytes];
+        advise_huge_pages(&mut payload);
+        let mut offset = 0;
+        let table = format!("{}_chunks", self.name);
+        for (chunk, len) in chunks {
+            self.conn.read_blob(
+                &self.schema,
+                &table,
+                "data",
+                chunk,
+                &mut payload[offset..offset + len],
+            )?;
+            offset += len;
         }
         let sum = format!("{:016x}", checksum(&payload));
         if &sum != want_sum {
@@ -310,6 +332,36 @@ pub fn config_num<T: std::str::FromStr>(config: &HashMap<String, String>, key: &
 /// A 64-bit checksum of the stored bytes: four independent multiply-rotate lanes over 8-byte
 /// words (several GB/s), fixed forever because it is written to disk. It detects damage, it is
 /// not a defence against a forger.
+/// Ask Linux to back a large, not yet touched buffer with transparent huge pages: filling a
+/// 100 MB snapshot otherwise takes one page fault per 4 KiB, a third of a reopen's time. A hint
+/// only (ignored where THP is off or the call fails).
+fn advise_huge_pages(buf: &mut [u8]) {
+    const PAGE: usize = 4096;
+    const HUGE: usize = 2 << 20;
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn madvise(
+                addr: *mut std::os::raw::c_void,
+                len: usize,
+                advice: std::os::raw::c_int,
+            ) -> std::os::raw::c_int;
+        }
+        const MADV_HUGEPAGE: std::os::raw::c_int = 14;
+        if buf.len() < 2 * HUGE {
+            return;
+        }
+        let start = buf.as_mut_ptr() as usize;
+        let aligned = start.next_multiple_of(PAGE);
+        let end = (start + buf.len()) / PAGE * PAGE;
+        // SAFETY: the range lies inside `buf`, which this function borrows exclusively;
+        // MADV_HUGEPAGE changes how pages are backed, never their contents.
+        unsafe {
+            madvise(aligned as *mut _, end - aligned, MADV_HUGEPAGE);
+        }
+    }
+}
+
 pub fn checksum(bytes: &[u8]) -> u64 {
     const P1: u64 = 0x9E37_79B1_85EB_CA87;
     const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;

@@ -67,6 +67,56 @@ impl Conn {
         })
     }
 
+    /// Read the whole BLOB in `schema.table.column` of row `rowid` into `dest`, which must be
+    /// exactly its length ([incremental BLOB I/O](https://www.sqlite.org/c3ref/blob_open.html):
+    /// SQLite copies overflow pages straight into `dest`, with no intermediate value).
+    pub fn read_blob(
+        &self,
+        schema: &str,
+        table: &str,
+        column: &str,
+        rowid: i64,
+        dest: &mut [u8],
+    ) -> Result<()> {
+        let name = |s: &str| CString::new(s).map_err(|_| Error::new("name contains NUL"));
+        let (c_schema, c_table, c_column) = (name(schema)?, name(table)?, name(column)?);
+        let len = c_int::try_from(dest.len()).map_err(|_| Error::new("BLOB too large"))?;
+        let mut blob = std::ptr::null_mut();
+        // SAFETY: valid connection and NUL-terminated names; the handle is closed on every
+        // path; `dest` holds `len` bytes and the read is checked against the BLOB's size.
+        unsafe {
+            let rc = call!(blob_open(
+                self.raw,
+                c_schema.as_ptr(),
+                c_table.as_ptr(),
+                c_column.as_ptr(),
+                rowid,
+                0,
+                &mut blob
+            ));
+            if rc != 0 {
+                let e = Error::with_code(rc, self.errmsg());
+                call!(blob_close(blob));
+                return Err(e);
+            }
+            let size = call!(blob_bytes(blob));
+            let rc = if size != len {
+                call!(blob_close(blob));
+                return Err(Error::new(format!(
+                    "{table} row {rowid} holds {size} bytes, {len} were expected"
+                )));
+            } else {
+                call!(blob_read(blob, dest.as_mut_ptr() as *mut c_void, len, 0))
+            };
+            let e = (rc != 0).then(|| Error::with_code(rc, self.errmsg()));
+            call!(blob_close(blob));
+            match e {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        }
+    }
+
     /// Run statements that return no rows.
     pub fn execute(&self, sql: &str) -> Result<()> {
         let mut stmt = self.prepare(sql)?;
