@@ -43,9 +43,15 @@ pub fn debug(_: &Context, _: &[ValueRef]) -> Result<Output> {
 
 /// `vekter_threads()` reads, `vekter_threads(n)` sets the number of threads FAISS may use to
 /// build, train and add (searches always use one); returns the count in effect.
-pub fn threads(_: &Context, args: &[ValueRef]) -> Result<Output> {
+pub fn threads(ctx: &Context, args: &[ValueRef]) -> Result<Output> {
     let n = match args.first() {
         None => crate::threads::build_threads(),
+        // A process-wide setting: not for connections opened read-only, which is how Datasette
+        // runs strangers' SQL (the environment variable is for those processes).
+        Some(_) if ctx.conn().readonly("main") => crate::error::bail!(
+            "changes a process-wide setting and the connection is read-only; \
+             set VEKTER_THREADS in the environment instead"
+        ),
         Some(arg) => match arg.cell() {
             Cell::Integer(n) => crate::threads::set_build_threads(n)?,
             _ => crate::error::bail!("thread count must be an integer"),

@@ -176,6 +176,19 @@ def test_threads_setting_is_direct_only(conn):
         conn.execute("select * from v").fetchall()
 
 
+def test_threads_setting_refused_on_read_only_connections(tmp_path):
+    """Datasette runs strangers' SQL on connections opened with mode=ro."""
+    path = tmp_path / "ro.db"
+    connect(path).close()
+    import sqlite3
+    ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    ro.enable_load_extension(True)
+    ro.load_extension(LIB.removesuffix(".so"))
+    assert ro.execute("select vekter_threads()").fetchone()[0] >= 1
+    with pytest.raises(sqlite3.OperationalError, match="process-wide setting and the connection is read-only"):
+        ro.execute("select vekter_threads(1)").fetchone()
+
+
 def test_env_var_sets_default():
     code = ("import sqlite3,sys; c=sqlite3.connect(':memory:'); c.enable_load_extension(True); "
             "c.load_extension(sys.argv[1]); print(c.execute('select vekter_threads()').fetchone()[0])")
