@@ -15,7 +15,7 @@ AVX512_TARGET_DIR ?= $(HOME)/.cache/vekter/target-avx512
 AVX512_CXXFLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512cd -mavx512vl -mavx512dq -mavx512bw -mpopcnt
 ARCH := $(shell uname -m)
 
-.PHONY: all build deps demo test test-rust test-golden test-python test-hostile venv golden-update fmt lint clean bench
+.PHONY: all build deps demo test test-rust test-golden test-python test-hostile venv golden-update fmt lint clean bench fuzz
 
 all: build
 
@@ -76,3 +76,11 @@ clean:
 bench: build
 	@scripts/venv.sh $(HOME)/.cache/vekter/bench-venv bench/requirements.txt
 	$(HOME)/.cache/vekter/bench-venv/bin/python bench/run.py $(if $(QUICK),--quick,)
+
+# Coverage-guided fuzzing (cargo-fuzz, nightly, AddressSanitizer) of the vector codec, the JSON
+# output, the faiss table's argument parser and the snapshot loader: FUZZ_SECONDS per target.
+# Not part of `make test`, which replays the corpus plus 50,000 mutations per target on stable
+# (tests/fuzz_corpus.rs).
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -9,6 +9,7 @@
 pub mod content;
 pub mod error;
 pub mod functions;
+pub mod fuzzing;
 pub mod index;
 pub mod json;
 pub mod registry;

@@ -50,8 +50,14 @@ pub(super) fn read(bytes: &[u8]) -> Result<*mut faiss_sys::FaissIndex> {
         }
         let rc = faiss_sys::faiss_read_index(stream as *mut faiss_sys::FILE, 0, &mut index);
         fclose(stream);
-        if rc != 0 || index.is_null() {
+        if rc != 0 {
             return Err(last_error().context("cannot load the stored index"));
+        }
+        if index.is_null() {
+            // FAISS's `null` tag reads as success with no index; its last error is stale.
+            return Err(Error::new(
+                "stored index is empty (FAISS read a null index)",
+            ));
         }
     }
     Ok(index)

@@ -324,6 +324,20 @@ impl Index {
         if dim == 0 || dim > crate::vector::MAX_DIM {
             bail!("stored index has dimension {dim}");
         }
+        // SAFETY: a getter on the index just read.
+        let stored = unsafe { faiss_sys::faiss_Index_metric_type(inner.inner_ptr()) };
+        let expected = match metric {
+            Metric::L2 => faiss_sys::FaissMetricType_METRIC_L2,
+            Metric::InnerProduct | Metric::Cosine => {
+                faiss_sys::FaissMetricType_METRIC_INNER_PRODUCT
+            }
+        };
+        if stored != expected {
+            bail!(
+                "stored index uses FAISS metric {stored}, but the table's metric is {}",
+                metric.name()
+            );
+        }
         Ok(Index { inner, dim, metric })
     }
 }
@@ -508,5 +522,21 @@ mod tests {
         let hits = index.search(&[3.0, 3.0 + 1e-3], 2).unwrap();
         assert_eq!(hits[0].label, 1);
         assert!((hits[0].score - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-3);
+    }
+
+    #[test]
+    fn stored_metric_must_match_the_table() {
+        let mut index = Index::new("Flat", 2, Metric::L2).unwrap();
+        index.add(&[1.0, 2.0]).unwrap();
+        let bytes = index.to_bytes().unwrap();
+        assert!(Index::from_bytes(&bytes, Metric::L2).is_ok());
+        for other in [Metric::InnerProduct, Metric::Cosine] {
+            let e = Index::from_bytes(&bytes, other).err().unwrap();
+            assert!(
+                e.message().contains("the table's metric is"),
+                "{}",
+                e.message()
+            );
+        }
     }
 }

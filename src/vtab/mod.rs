@@ -3,7 +3,7 @@
 
 pub mod faiss;
 mod indexes;
-mod options;
+pub mod options;
 
 pub use options::Options;
 

@@ -141,5 +141,5 @@ def test_version_and_debug(conn):
     info = json.loads(conn.execute("select vekter_debug()").fetchone()[0])
     assert info["faiss"].startswith("1.")
     assert info["threads"]["build"] >= 1 and info["threads"]["search"] == 1
-    assert info["simd"]["level"] in ("generic", "avx2")
+    assert info["simd"]["level"] in ("generic", "avx2", "avx512")
     assert {"builds", "checks", "table_indexes"} <= set(info["registry"])
