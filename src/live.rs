@@ -179,7 +179,7 @@ pub struct LiveState {
     /// Slot → content rowid (`DEAD` once deleted or superseded).
     slots: Vec<i64>,
     /// Content rowid → its live slot.
-    slot_of: HashMap<i64, usize>,
+    slot_of: HashMap<i64, usize, RowidHash>,
     live: Bitmap,
     /// Every change-log entry up to this sequence number is reflected.
     pub applied_seq: i64,
@@ -203,7 +203,7 @@ impl LiveState {
         LiveState {
             index,
             slots: Vec::new(),
-            slot_of: HashMap::new(),
+            slot_of: HashMap::with_hasher(RowidHash::default()),
             live: Bitmap::new(0),
             applied_seq: 0,
             snapshot_seq: 0.into(),
@@ -312,26 +312,54 @@ impl LiveState {
         build_id: String,
         seq: i64,
     ) -> Result<LiveState> {
+        Self::from_source(&mut Bytes(payload), meta, build_id, seq)
+    }
+
+    /// [`from_payload`](Self::from_payload) from a verified stored snapshot, read piece by
+    /// piece: FAISS reads its part straight from SQLite.
+    pub fn from_snapshot(
+        snapshot: &mut crate::store::Snapshot,
+        meta: &Meta,
+        build_id: String,
+        seq: i64,
+    ) -> Result<LiveState> {
+        Self::from_source(snapshot, meta, build_id, seq)
+    }
+
+    fn from_source(
+        source: &mut dyn PayloadSource,
+        meta: &Meta,
+        build_id: String,
+        seq: i64,
+    ) -> Result<LiveState> {
         let corrupt = |what: &str| Error::new(format!("stored snapshot is damaged: {what}"));
-        if payload.len() < 24 || &payload[..8] != SNAPSHOT_MAGIC {
+        let len = source.len();
+        let mut header = [0u8; 24];
+        if len < 24 {
             return Err(corrupt("bad header"));
         }
-        let word = |at: usize| u64::from_le_bytes(payload[at..at + 8].try_into().expect("8"));
+        source.read_at(0, &mut header)?;
+        if &header[..8] != SNAPSHOT_MAGIC {
+            return Err(corrupt("bad header"));
+        }
+        let word = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8"));
         let (faiss_len, nslots) = (word(8) as usize, word(16) as usize);
         let slots_at = 24usize
             .checked_add(faiss_len)
-            .filter(|&end| Some(end) <= payload.len().checked_sub(nslots.saturating_mul(8)))
+            .filter(|&end| Some(end) <= len.checked_sub(nslots.saturating_mul(8)))
             .ok_or_else(|| corrupt("lengths do not add up"))?;
-        if slots_at + nslots * 8 != payload.len() {
+        if slots_at + nslots * 8 != len {
             return Err(corrupt("lengths do not add up"));
         }
-        let index = Index::from_bytes(&payload[24..slots_at], meta.metric)?;
+        let index = source.index(24..slots_at, meta.metric)?;
         if index.dim() != meta.dim || index.ntotal() != nslots {
             return Err(corrupt("index does not match its slot table"));
         }
+        let mut slot_bytes = vec![0u8; nslots * 8];
+        source.read_at(slots_at, &mut slot_bytes)?;
         let mut state = LiveState::new(index, build_id);
         state.serialized = (faiss_len, nslots).into();
-        state.slots = payload[slots_at..]
+        state.slots = slot_bytes
             .chunks_exact(8)
             .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
             .collect();
@@ -347,6 +375,102 @@ impl LiveState {
         state.applied_seq = seq;
         state.snapshot_seq = seq.into();
         Ok(state)
+    }
+}
+
+/// Where a snapshot payload is read from: a buffer, or the verified chunks in SQLite.
+trait PayloadSource {
+    fn len(&self) -> usize;
+    fn read_at(&mut self, offset: usize, dest: &mut [u8]) -> Result<()>;
+    /// The FAISS index serialized in `range`.
+    fn index(&mut self, range: std::ops::Range<usize>, metric: Metric) -> Result<Index>;
+}
+
+struct Bytes<'a>(&'a [u8]);
+
+impl PayloadSource for Bytes<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn read_at(&mut self, offset: usize, dest: &mut [u8]) -> Result<()> {
+        dest.copy_from_slice(&self.0[offset..offset + dest.len()]);
+        Ok(())
+    }
+
+    fn index(&mut self, range: std::ops::Range<usize>, metric: Metric) -> Result<Index> {
+        Index::from_bytes(&self.0[range], metric)
+    }
+}
+
+impl PayloadSource for crate::store::Snapshot {
+    fn len(&self) -> usize {
+        crate::store::Snapshot::len(self)
+    }
+
+    fn read_at(&mut self, offset: usize, dest: &mut [u8]) -> Result<()> {
+        crate::store::Snapshot::read_at(self, offset, dest)
+    }
+
+    fn index(&mut self, range: std::ops::Range<usize>, metric: Metric) -> Result<Index> {
+        let mut reader = crate::store::SnapshotRange {
+            snapshot: self,
+            pos: range.start,
+            end: range.end,
+        };
+        Index::from_reader(&mut reader, metric)
+    }
+}
+
+/// Hashing for rowid keys: a keyed 64-bit mix, several times faster than SipHash on the
+/// million inserts of a snapshot load. The key is random per process, so a crafted database
+/// file cannot precompute rowids that collide.
+#[derive(Clone)]
+pub struct RowidHash(u64);
+
+impl Default for RowidHash {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        static KEY: once_cell::sync::Lazy<u64> = once_cell::sync::Lazy::new(|| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x7665_6b74_6572);
+            h.finish() | 1
+        });
+        RowidHash(*KEY)
+    }
+}
+
+impl std::hash::BuildHasher for RowidHash {
+    type Hasher = RowidHasher;
+    fn build_hasher(&self) -> RowidHasher {
+        RowidHasher(self.0)
+    }
+}
+
+pub struct RowidHasher(u64);
+
+impl std::hash::Hasher for RowidHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+
+    fn write_i64(&mut self, i: i64) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        // splitmix64's finalizer over the keyed value: a bijection, so distinct rowids never
+        // collide in full, and the key hides which rowids share buckets.
+        let mut z = (x ^ self.0).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        self.0 = z ^ (z >> 31);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -631,13 +755,14 @@ impl LiveTable {
     fn load(&self) -> Result<LiveState> {
         let store = self.store();
         let config = store.config()?;
-        let payload = store
-            .read_snapshot(&config)
+        let mut snapshot = store
+            .open_snapshot(&config)
             .map_err(|e| e.context(format!("faiss table '{}'", self.name)))?;
         let seq = config_num(&config, "snapshot_seq")?;
         let build_id = config.get("build_id").cloned().unwrap_or_default();
-        let mut state = LiveState::from_payload(&payload, &self.meta, build_id, seq)
+        let mut state = LiveState::from_snapshot(&mut snapshot, &self.meta, build_id, seq)
             .map_err(|e| e.context(format!("faiss table '{}'", self.name)))?;
+        drop(snapshot);
         state.lineage = config_num(&config, "lineage").unwrap_or(0);
         apply_params(&mut state.index, &self.meta.params.faiss)?;
         let upto = store.max_seq()?;

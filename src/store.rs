@@ -247,26 +247,34 @@ impl Store {
     }
 
     /// The stored snapshot, verified against the length, chunk count and checksum recorded in
-    /// `config`. Bytes that do not match are never handed to FAISS.
+    /// `config`, as one buffer. Bytes that do not match are never returned.
     pub fn read_snapshot(&self, config: &HashMap<String, String>) -> Result<Vec<u8>> {
+        let mut snapshot = self.open_snapshot(config)?;
+        let mut payload = vec![0u8; snapshot.len()];
+        snapshot.read_at(0, &mut payload)?;
+        Ok(payload)
+    }
+
+    /// The stored snapshot, verified against the length, chunk count and checksum recorded in
+    /// `config`, for reading piece by piece: loading a 500 MB index then needs no 500 MB
+    /// buffer beside the one FAISS fills. The checksum is verified over every chunk first;
+    /// reads afterwards run in the caller's read transaction, so they see the verified bytes.
+    pub fn open_snapshot(&self, config: &HashMap<String, String>) -> Result<Snapshot> {
         let want_bytes: usize = config_num(config, "snapshot_bytes")?;
         let want_chunks: i64 = config_num(config, "snapshot_chunks")?;
         let want_sum = config
             .get("snapshot_checksum")
             .ok_or_else(|| Error::new("config has no snapshot_checksum"))?;
-        // What config claims is not trusted for allocation: the buffer grows with the chunks
-        // actually stored (and stops at the recorded length).
         if want_bytes.div_ceil(CHUNK_BYTES) as i64 != want_chunks {
             bail!("snapshot of {want_bytes} bytes cannot span {want_chunks} chunks");
         }
-        // Lengths first (SQLite answers `length()` of a BLOB without reading it): the buffer is
-        // only allocated once the chunks actually stored add up to the recorded length, then
-        // each chunk is read straight into its place.
+        // Types and lengths first (SQLite answers `length()` of a BLOB without reading it):
+        // every chunk but the last holds exactly CHUNK_BYTES, as `write_snapshot` wrote them.
         let mut stmt = self.conn.prepare(&format!(
             "SELECT chunk, typeof(data), length(data) FROM {} ORDER BY chunk",
             self.table("chunks")
         ))?;
-        let (mut expect, mut total, mut chunks) = (0i64, 0usize, Vec::new());
+        let (mut expect, mut total) = (0i64, 0usize);
         while stmt.step()? {
             let chunk = match stmt.cell(0) {
                 crate::sqlite::Cell::Integer(i) => i,
@@ -290,7 +298,9 @@ impl Store {
             if total > want_bytes {
                 bail!("snapshot is longer than the {want_bytes} bytes recorded");
             }
-            chunks.push((chunk, len));
+            if len != CHUNK_BYTES && total != want_bytes {
+                bail!("snapshot chunk {chunk} holds {len} bytes, not {CHUNK_BYTES}");
+            }
             expect += 1;
         }
         drop(stmt);
@@ -300,25 +310,99 @@ impl Store {
                  {want_bytes} bytes were written"
             );
         }
-        let mut payload = vec![0u8; want_bytes];
-        advise_huge_pages(&mut payload);
-        let mut offset = 0;
-        let table = format!("{}_chunks", self.name);
-        for (chunk, len) in chunks {
-            self.conn.read_blob(
-                &self.schema,
-                &table,
-                "data",
-                chunk,
-                &mut payload[offset..offset + len],
-            )?;
-            offset += len;
+        let mut snapshot = Snapshot {
+            conn: self.conn,
+            schema: self.schema.clone(),
+            table: format!("{}_chunks", self.name),
+            len: want_bytes,
+            blob: None,
+        };
+        let mut sum = Checksum::new(want_bytes);
+        let mut buf = vec![0u8; CHUNK_BYTES.min(want_bytes)];
+        for (i, at) in (0..want_bytes).step_by(CHUNK_BYTES).enumerate() {
+            let piece = &mut buf[..CHUNK_BYTES.min(want_bytes - at)];
+            snapshot.read_chunk(i as i64, 0, piece)?;
+            sum.update(piece);
         }
-        let sum = format!("{:016x}", checksum(&payload));
+        let sum = format!("{:016x}", sum.finish());
         if &sum != want_sum {
             bail!("snapshot checksum {sum} does not match the recorded {want_sum}");
         }
-        Ok(payload)
+        Ok(snapshot)
+    }
+}
+
+/// A verified stored snapshot (see [`Store::open_snapshot`]).
+pub struct Snapshot {
+    conn: Conn,
+    schema: String,
+    table: String,
+    len: usize,
+    blob: Option<(i64, crate::sqlite::Blob)>,
+}
+
+impl Snapshot {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Fill `dest` from byte `offset` of the snapshot.
+    pub fn read_at(&mut self, offset: usize, dest: &mut [u8]) -> Result<()> {
+        if offset
+            .checked_add(dest.len())
+            .is_none_or(|end| end > self.len)
+        {
+            bail!("read past the end of the snapshot");
+        }
+        let (mut at, mut done) = (offset, 0);
+        while done < dest.len() {
+            let (chunk, within) = (at / CHUNK_BYTES, at % CHUNK_BYTES);
+            let n = (CHUNK_BYTES - within).min(dest.len() - done);
+            self.read_chunk(chunk as i64, within, &mut dest[done..done + n])?;
+            at += n;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn read_chunk(&mut self, chunk: i64, within: usize, dest: &mut [u8]) -> Result<()> {
+        match &mut self.blob {
+            Some((current, _)) if *current == chunk => {}
+            Some((current, blob)) => {
+                blob.reopen(chunk)?;
+                *current = chunk;
+            }
+            None => {
+                let blob = self
+                    .conn
+                    .open_blob(&self.schema, &self.table, "data", chunk)?;
+                self.blob = Some((chunk, blob));
+            }
+        }
+        let (_, blob) = self.blob.as_ref().expect("opened above");
+        blob.read(dest, within)
+    }
+}
+
+/// `std::io::Read` over `[start, end)` of a snapshot, for FAISS's reader.
+pub struct SnapshotRange<'a> {
+    pub snapshot: &'a mut Snapshot,
+    pub pos: usize,
+    pub end: usize,
+}
+
+impl std::io::Read for SnapshotRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.end.saturating_sub(self.pos));
+        self.snapshot
+            .read_at(self.pos, &mut buf[..n])
+            .map_err(|e| std::io::Error::other(e.message().to_string()))?;
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -332,64 +416,82 @@ pub fn config_num<T: std::str::FromStr>(config: &HashMap<String, String>, key: &
 /// A 64-bit checksum of the stored bytes: four independent multiply-rotate lanes over 8-byte
 /// words (several GB/s), fixed forever because it is written to disk. It detects damage, it is
 /// not a defence against a forger.
-/// Ask Linux to back a large, not yet touched buffer with transparent huge pages: filling a
-/// 100 MB snapshot otherwise takes one page fault per 4 KiB, a third of a reopen's time. A hint
-/// only (ignored where THP is off or the call fails).
-fn advise_huge_pages(buf: &mut [u8]) {
-    const PAGE: usize = 4096;
-    const HUGE: usize = 2 << 20;
-    #[cfg(target_os = "linux")]
-    {
-        extern "C" {
-            fn madvise(
-                addr: *mut std::os::raw::c_void,
-                len: usize,
-                advice: std::os::raw::c_int,
-            ) -> std::os::raw::c_int;
-        }
-        const MADV_HUGEPAGE: std::os::raw::c_int = 14;
-        if buf.len() < 2 * HUGE {
-            return;
-        }
-        let start = buf.as_mut_ptr() as usize;
-        let aligned = start.next_multiple_of(PAGE);
-        let end = (start + buf.len()) / PAGE * PAGE;
-        // SAFETY: the range lies inside `buf`, which this function borrows exclusively;
-        // MADV_HUGEPAGE changes how pages are backed, never their contents.
-        unsafe {
-            madvise(aligned as *mut _, end - aligned, MADV_HUGEPAGE);
-        }
-    }
+pub fn checksum(bytes: &[u8]) -> u64 {
+    let mut sum = Checksum::new(bytes.len());
+    sum.update(bytes);
+    sum.finish()
 }
 
-pub fn checksum(bytes: &[u8]) -> u64 {
-    const P1: u64 = 0x9E37_79B1_85EB_CA87;
-    const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
-    let mut lanes = [P1, P2, P1 ^ P2, !P1];
-    let mut words = bytes.chunks_exact(32);
-    for block in &mut words {
-        for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+const P1: u64 = 0x9E37_79B1_85EB_CA87;
+const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+
+/// [`checksum`] over data given piece by piece; `total` is the length of the whole.
+pub struct Checksum {
+    lanes: [u64; 4],
+    total: usize,
+    /// Bytes of an unfinished 32-byte block.
+    pending: [u8; 32],
+    npending: usize,
+}
+
+impl Checksum {
+    pub fn new(total: usize) -> Checksum {
+        Checksum {
+            lanes: [P1, P2, P1 ^ P2, !P1],
+            total,
+            pending: [0; 32],
+            npending: 0,
+        }
+    }
+
+    fn block(&mut self, block: &[u8]) {
+        for (lane, w) in self.lanes.iter_mut().zip(block.chunks_exact(8)) {
             let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
             *lane = (*lane ^ w.wrapping_mul(P2))
                 .rotate_left(31)
                 .wrapping_mul(P1);
         }
     }
-    let mut h = lanes.iter().fold(bytes.len() as u64, |h, l| {
-        (h ^ l).wrapping_mul(P1).rotate_left(27)
-    });
-    for &b in words.remainder() {
-        h = (h ^ b as u64).wrapping_mul(P2).rotate_left(11);
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        if self.npending > 0 {
+            let take = (32 - self.npending).min(data.len());
+            self.pending[self.npending..self.npending + take].copy_from_slice(&data[..take]);
+            self.npending += take;
+            data = &data[take..];
+            if self.npending < 32 {
+                return;
+            }
+            let block = self.pending;
+            self.block(&block);
+            self.npending = 0;
+        }
+        let mut blocks = data.chunks_exact(32);
+        for block in &mut blocks {
+            self.block(block);
+        }
+        let rest = blocks.remainder();
+        self.pending[..rest.len()].copy_from_slice(rest);
+        self.npending = rest.len();
     }
-    h ^= h >> 33;
-    h = h.wrapping_mul(P2);
-    h ^= h >> 29;
-    h
+
+    pub fn finish(self) -> u64 {
+        let mut h = self.lanes.iter().fold(self.total as u64, |h, l| {
+            (h ^ l).wrapping_mul(P1).rotate_left(27)
+        });
+        for &b in &self.pending[..self.npending] {
+            h = (h ^ b as u64).wrapping_mul(P2).rotate_left(11);
+        }
+        h ^= h >> 33;
+        h = h.wrapping_mul(P2);
+        h ^= h >> 29;
+        h
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::checksum;
+    use super::{checksum, Checksum};
 
     #[test]
     fn checksum_is_stable_and_sensitive() {
@@ -404,5 +506,14 @@ mod tests {
         assert_ne!(checksum(&base[..999]), sum);
         // Fixed value: changing the function would orphan every stored snapshot.
         assert_eq!(checksum(b"vekter snapshot"), 0xe3d8_2f67_c0f2_3d71);
+        // Piece by piece gives the same sum, wherever the pieces split.
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for cuts in [[0, 0], [1, 31], [32, 64], [7, 500], [999, 1000]] {
+            let mut sum = Checksum::new(data.len());
+            sum.update(&data[..cuts[0]]);
+            sum.update(&data[cuts[0]..cuts[1]]);
+            sum.update(&data[cuts[1]..]);
+            assert_eq!(sum.finish(), checksum(&data), "{cuts:?}");
+        }
     }
 }

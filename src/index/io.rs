@@ -1,5 +1,6 @@
 //! FAISS serialization to and from memory. The C API only writes to a `FILE*`, so the bytes go
-//! through `open_memstream` / `fmemopen` (no temporary files, no paths).
+//! through `open_memstream` / `fmemopen`, or a `fopencookie` stream over any `std::io::Read`
+//! (no temporary files, no paths).
 
 use std::os::raw::{c_char, c_int, c_void};
 
@@ -7,7 +8,19 @@ use crate::error::{Error, Result};
 
 use super::last_error;
 
+#[repr(C)]
+struct CookieIo {
+    read: Option<unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> isize>,
+    write: Option<unsafe extern "C" fn(*mut c_void, *const c_char, usize) -> isize>,
+    seek: Option<unsafe extern "C" fn(*mut c_void, *mut i64, c_int) -> c_int>,
+    close: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
+}
+
+const IOFBF: c_int = 0;
+
 extern "C" {
+    fn fopencookie(cookie: *mut c_void, mode: *const c_char, io: CookieIo) -> *mut c_void;
+    fn setvbuf(stream: *mut c_void, buf: *mut c_char, mode: c_int, size: usize) -> c_int;
     fn open_memstream(ptr: *mut *mut c_char, size: *mut usize) -> *mut c_void;
     fn fmemopen(buf: *mut c_void, size: usize, mode: *const c_char) -> *mut c_void;
     fn fclose(stream: *mut c_void) -> c_int;
@@ -55,6 +68,70 @@ pub(super) fn read(bytes: &[u8]) -> Result<*mut faiss_sys::FaissIndex> {
         }
         if index.is_null() {
             // FAISS's `null` tag reads as success with no index; its last error is stale.
+            return Err(Error::new(
+                "stored index is empty (FAISS read a null index)",
+            ));
+        }
+    }
+    Ok(index)
+}
+
+/// What the `fopencookie` read callback works with.
+struct Cookie<'a> {
+    source: &'a mut dyn std::io::Read,
+    error: Option<String>,
+}
+
+unsafe extern "C" fn cookie_read(cookie: *mut c_void, buf: *mut c_char, size: usize) -> isize {
+    // SAFETY: `cookie` is the `Cookie` passed to fopencookie in `read_from`, alive for the
+    // stream's life; `buf` holds `size` bytes (glibc's stream buffer).
+    let cookie = &mut *(cookie as *mut Cookie);
+    let dest = std::slice::from_raw_parts_mut(buf as *mut u8, size);
+    // No unwinding into FAISS's C++ frames: a panic becomes a read error.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cookie.source.read(dest))) {
+        Ok(Ok(n)) => n as isize,
+        Ok(Err(e)) => {
+            cookie.error = Some(e.to_string());
+            -1
+        }
+        Err(_) => {
+            cookie.error = Some("internal error while reading the stored index".into());
+            -1
+        }
+    }
+}
+
+/// Read an index from `source` through a `FILE*` (1 MiB stdio buffer): for snapshots read
+/// piece by piece from SQLite, with no copy of the whole serialization in memory.
+pub(super) fn read_from(source: &mut dyn std::io::Read) -> Result<*mut faiss_sys::FaissIndex> {
+    let mut cookie = Cookie {
+        source,
+        error: None,
+    };
+    let io = CookieIo {
+        read: Some(cookie_read),
+        write: None,
+        seek: None,
+        close: None,
+    };
+    let mut index = std::ptr::null_mut();
+    // SAFETY: the cookie outlives the stream (closed before returning); FAISS only reads.
+    unsafe {
+        let stream = fopencookie(&mut cookie as *mut Cookie as *mut c_void, c"r".as_ptr(), io);
+        if stream.is_null() {
+            return Err(Error::new("cannot open a stream for the stored index"));
+        }
+        setvbuf(stream, std::ptr::null_mut(), IOFBF, 1 << 20);
+        let rc = faiss_sys::faiss_read_index(stream as *mut faiss_sys::FILE, 0, &mut index);
+        fclose(stream);
+        if rc != 0 {
+            let e = match cookie.error.take() {
+                Some(why) => Error::new(why),
+                None => last_error(),
+            };
+            return Err(e.context("cannot load the stored index"));
+        }
+        if index.is_null() {
             return Err(Error::new(
                 "stored index is empty (FAISS read a null index)",
             ));

@@ -317,7 +317,15 @@ impl Index {
     /// An index from bytes [`to_bytes`](Self::to_bytes) wrote. Only call it on bytes whose
     /// checksum matched: FAISS's reader trusts its input.
     pub fn from_bytes(bytes: &[u8], metric: Metric) -> Result<Index> {
-        let raw = io::read(bytes)?;
+        Self::checked(io::read(bytes)?, metric)
+    }
+
+    /// [`from_bytes`](Self::from_bytes) from a reader that yields the serialization.
+    pub fn from_reader(source: &mut dyn std::io::Read, metric: Metric) -> Result<Index> {
+        Self::checked(io::read_from(source)?, metric)
+    }
+
+    fn checked(raw: *mut faiss_sys::FaissIndex, metric: Metric) -> Result<Index> {
         // SAFETY: `raw` is a freshly read index that nothing else owns.
         let inner = unsafe { IndexImpl::from_inner_ptr(raw) };
         let dim = inner.d() as usize;

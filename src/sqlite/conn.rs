@@ -67,54 +67,31 @@ impl Conn {
         })
     }
 
-    /// Read the whole BLOB in `schema.table.column` of row `rowid` into `dest`, which must be
-    /// exactly its length ([incremental BLOB I/O](https://www.sqlite.org/c3ref/blob_open.html):
-    /// SQLite copies overflow pages straight into `dest`, with no intermediate value).
-    pub fn read_blob(
-        &self,
-        schema: &str,
-        table: &str,
-        column: &str,
-        rowid: i64,
-        dest: &mut [u8],
-    ) -> Result<()> {
+    /// An incremental-I/O handle on `schema.table.column` of row `rowid`, read-only
+    /// ([sqlite3_blob_open](https://www.sqlite.org/c3ref/blob_open.html)): SQLite copies
+    /// overflow pages straight into the caller's buffer, with no intermediate value.
+    pub fn open_blob(&self, schema: &str, table: &str, column: &str, rowid: i64) -> Result<Blob> {
         let name = |s: &str| CString::new(s).map_err(|_| Error::new("name contains NUL"));
         let (c_schema, c_table, c_column) = (name(schema)?, name(table)?, name(column)?);
-        let len = c_int::try_from(dest.len()).map_err(|_| Error::new("BLOB too large"))?;
-        let mut blob = std::ptr::null_mut();
-        // SAFETY: valid connection and NUL-terminated names; the handle is closed on every
-        // path; `dest` holds `len` bytes and the read is checked against the BLOB's size.
-        unsafe {
-            let rc = call!(blob_open(
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: valid connection and NUL-terminated names; on failure SQLite sets the handle
+        // to NULL (closing NULL is a no-op).
+        let rc = unsafe {
+            call!(blob_open(
                 self.raw,
                 c_schema.as_ptr(),
                 c_table.as_ptr(),
                 c_column.as_ptr(),
                 rowid,
                 0,
-                &mut blob
-            ));
-            if rc != 0 {
-                let e = Error::with_code(rc, self.errmsg());
-                call!(blob_close(blob));
-                return Err(e);
-            }
-            let size = call!(blob_bytes(blob));
-            let rc = if size != len {
-                call!(blob_close(blob));
-                return Err(Error::new(format!(
-                    "{table} row {rowid} holds {size} bytes, {len} were expected"
-                )));
-            } else {
-                call!(blob_read(blob, dest.as_mut_ptr() as *mut c_void, len, 0))
-            };
-            let e = (rc != 0).then(|| Error::with_code(rc, self.errmsg()));
-            call!(blob_close(blob));
-            match e {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
+                &mut raw
+            ))
+        };
+        let blob = Blob { raw, conn: *self };
+        if rc != 0 {
+            return Err(Error::with_code(rc, self.errmsg()));
         }
+        Ok(blob)
     }
 
     /// Run statements that return no rows.
@@ -397,6 +374,56 @@ impl StmtCache {
 /// Quote an SQL identifier: `my "table"` → `"my ""table"""`.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// An open BLOB handle, closed on drop.
+pub struct Blob {
+    raw: *mut sqlite3ext_sys::sqlite3_blob,
+    conn: Conn,
+}
+
+impl Blob {
+    /// Point the handle at another row of the same table.
+    pub fn reopen(&mut self, rowid: i64) -> Result<()> {
+        // SAFETY: an open handle.
+        let rc = unsafe { call!(blob_reopen(self.raw, rowid)) };
+        if rc != 0 {
+            return Err(Error::with_code(rc, self.conn.errmsg()));
+        }
+        Ok(())
+    }
+
+    /// The BLOB's size in bytes.
+    pub fn len(&self) -> usize {
+        // SAFETY: an open handle.
+        unsafe { call!(blob_bytes(self.raw)) }.max(0) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fill `dest` from byte `offset` of the BLOB.
+    pub fn read(&self, dest: &mut [u8], offset: usize) -> Result<()> {
+        let (Ok(n), Ok(at)) = (c_int::try_from(dest.len()), c_int::try_from(offset)) else {
+            return Err(Error::new("BLOB read out of range"));
+        };
+        // SAFETY: an open handle; `dest` holds `n` bytes; SQLite checks the range.
+        let rc = unsafe { call!(blob_read(self.raw, dest.as_mut_ptr() as *mut c_void, n, at)) };
+        if rc != 0 {
+            return Err(Error::with_code(rc, self.conn.errmsg()));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Blob {
+    fn drop(&mut self) {
+        // SAFETY: closes the handle opened in `open_blob` (NULL is a no-op).
+        unsafe {
+            call!(blob_close(self.raw));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ mod guard;
 mod value;
 mod vtab;
 
-pub use conn::{quote_ident, Conn, Stmt, StmtCache};
+pub use conn::{quote_ident, Blob, Conn, Stmt, StmtCache};
 pub use context::{Context, Output};
 pub use function::{create_aggregate, create_scalar, Aggregate, Trust};
 pub use guard::guard;

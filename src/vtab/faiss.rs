@@ -337,7 +337,7 @@ impl FaissTable {
         let store = t.store();
         let config = store.config()?;
         store
-            .read_snapshot(&config)
+            .open_snapshot(&config)
             .map_err(|e| corrupt(e.message().to_string()))?;
         let crate::live::ContentRows {
             good: expected,

@@ -28,3 +28,18 @@ def conn():
     c = connect()
     yield c
     c.close()
+
+
+# Figures tests want shown at the end of every run (make test), even when they pass.
+SUMMARY = []
+
+
+@pytest.fixture
+def report():
+    """report(line): print `line` in pytest's closing summary."""
+    return SUMMARY.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in SUMMARY:
+        terminalreporter.write_line(line)

@@ -394,7 +394,7 @@ FRESH = textwrap.dedent(
 
 # --- the test ----------------------------------------------------------------------------------
 
-def test_readers_writers_threads_and_processes_agree_with_the_table(tmp_path):
+def test_readers_writers_threads_and_processes_agree_with_the_table(tmp_path, report):
     path = str(tmp_path / "concurrency.db")
     setup = open_db(path)
     setup.execute("pragma journal_mode = wal")
@@ -476,11 +476,11 @@ def test_readers_writers_threads_and_processes_agree_with_the_table(tmp_path):
     recall = total["recall hits"] / max(1, total["recall wanted"])
     final_recall = final["recall hits"] / max(1, final["recall wanted"])
     print()
-    print(f"concurrency: {READERS} reader threads, {WRITER_THREADS} writer threads, {WRITER_PROCESSES} writer processes "
+    report(f"concurrency: {READERS} reader threads, {WRITER_THREADS} writer threads, {WRITER_PROCESSES} writer processes "
           f"(1 without vekter), {total['searches']} searches, {total['writes']} writes, "
           f"{total['verified snapshots'] + total['verified in write transactions']} verified snapshots, "
           f"{len(disagreements)} disagreements")
-    print(f"concurrency details: {total['write transactions']} write transactions "
+    report(f"concurrency details: {total['write transactions']} write transactions "
           f"({total['deferred transactions']} begun deferred, with a read first), "
           f"{total['autocommit writes']} autocommit writes, {total['rollbacks']} rollbacks, "
           f"{total['optimizes']} optimizes, {total['rebuilds']} rebuilds, {total['busy retries']} busy retries, "

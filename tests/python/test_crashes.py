@@ -68,7 +68,7 @@ CHECK = textwrap.dedent(
 )
 
 
-def test_sigkill_at_random_points_never_loses_or_corrupts(tmp_path):
+def test_sigkill_at_random_points_never_loses_or_corrupts(tmp_path, report):
     path = tmp_path / "crash.db"
     conn = connect(path)
     conn.execute("create table docs (id integer primary key, embedding blob)")
@@ -98,7 +98,7 @@ def test_sigkill_at_random_points_never_loses_or_corrupts(tmp_path):
         check = subprocess.run([sys.executable, "-c", CHECK, str(path), lib], capture_output=True, text=True, timeout=120)
         assert check.returncode == 0, f"after kill {kills} ({mode}): {check.stderr[-2000:]}"
         assert check.stdout.startswith("ok")
-    print(f"crash test: {round_ + 1} rounds, {kills} processes killed with SIGKILL, all recovered")
+    report(f"crash test: {round_ + 1} rounds, {kills} processes killed with SIGKILL, all recovered")
     assert kills >= 12
 
 
@@ -225,7 +225,7 @@ def make_rebuild_db(path, wal):
     conn.close()
 
 
-def test_sigkill_during_rebuild_optimize_and_create(tmp_path):
+def test_sigkill_during_rebuild_optimize_and_create(tmp_path, report):
     paths = {False: tmp_path / "rebuild-rollback-journal.db", True: tmp_path / "rebuild-wal.db"}
     for wal, path in paths.items():
         make_rebuild_db(path, wal)
@@ -267,6 +267,6 @@ def test_sigkill_during_rebuild_optimize_and_create(tmp_path):
         shutil.rmtree(kept)
         assert check.stdout.startswith("ok")
     summary = ", ".join(f"{n} during {w}" for w, n in sorted(interrupted.items()))
-    print(f"rebuild crash test: {iterations} rounds (rollback journal and WAL), {kills} processes killed with "
+    report(f"rebuild crash test: {iterations} rounds (rollback journal and WAL), {kills} processes killed with "
           f"SIGKILL ({summary}), all recovered in {time.time() - started:.1f} s")
     assert interrupted.get("rebuild", 0) + interrupted.get("write+rebuild", 0) >= iterations // 2
