@@ -247,7 +247,9 @@ impl Store {
     }
 
     /// The stored snapshot, verified against the length, chunk count and checksum recorded in
-    /// `config`, as one buffer. Bytes that do not match are never returned.
+    /// `config`, as one buffer. Bytes that do not match are never returned. (Loading streams
+    /// through [`open_snapshot`](Self::open_snapshot) instead; the fuzz harness reads whole
+    /// snapshots through this, which exercises the same verification and reads.)
     pub fn read_snapshot(&self, config: &HashMap<String, String>) -> Result<Vec<u8>> {
         let mut snapshot = self.open_snapshot(config)?;
         let mut payload = vec![0u8; snapshot.len()];
