@@ -186,14 +186,18 @@ impl Index {
         let query = self.prepare(query);
         let mut scores = vec![0f32; k];
         let mut labels = vec![-1i64; k];
-        let ivf_nprobe = match (nprobe, self.ivf_nprobe()) {
-            (Some(_), None) => bail!("nprobe applies to IVF indexes only"),
-            (Some(n), Some(_)) => Some(n.max(1)),
-            (None, current) => current,
+        // Parameters only when a selector or an nprobe asks for them: the plain search (the
+        // common case) skips the index-type probe.
+        let params = if selected.is_some() || nprobe.is_some() {
+            let ivf_nprobe = match (nprobe, self.ivf_nprobe()) {
+                (Some(_), None) => bail!("nprobe applies to IVF indexes only"),
+                (Some(n), Some(_)) => Some(n.max(1)),
+                (None, current) => current,
+            };
+            Some(selector::SearchParams::new(selected, ivf_nprobe)?)
+        } else {
+            None
         };
-        let params = (selected.is_some() || nprobe.is_some())
-            .then(|| selector::SearchParams::new(selected, ivf_nprobe))
-            .transpose()?;
         crate::threads::for_search();
         // SAFETY: the index is valid; `query` holds one `dim`-vector; both outputs hold `k`;
         // the parameters (and the bitmap they point to) outlive the call.
