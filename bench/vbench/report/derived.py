@@ -1,0 +1,119 @@
+"""Figures derived from a run's results for every output: the goals table (issue 4), the
+latency ratios against raw FAISS (summary table, bar chart, console), and shared labels."""
+from __future__ import annotations
+
+SHORT = {
+    "faiss": "FAISS", "faiss_nosimd": "raw FAISS, SIMD off", "vekter_vtab": "vekter table",
+    "vekter_fn": "vekter faiss_search", "vec": "sqlite-vec", "vss": "sqlite-vss",
+}
+
+
+def reopen_label(name, ro):
+    if name == "flat_big":
+        return f"Flat {ro['big']['n']:,}×{ro['big']['d']}"
+    return ("HNSW32" if name == "hnsw" else "Flat") + f" {ro['n']:,}×{ro['d']}"
+
+
+def best_at_recall(table, who, target=0.95):
+    """(setting, median ms, recall) of the fastest setting where `who` reaches `target` recall."""
+    ok = [(row[who]["median_ms"], p, row[who]["recall"]) for p, row in table.items()
+          if who in row and row[who]["recall"] >= target]
+    if not ok:
+        return None
+    ms, p, r = min(ok)
+    return p, ms, r
+
+
+def goals(results):
+    """Issue 4's goals: (goal, measured, met) from this run's figures."""
+    out = []
+    env = results["env"]
+    for ex in results.get("exact", []):
+        m = ex["methods"]
+        f = m["faiss"]["median_ms"]
+        case = f"{ex['n']:,}×{ex['d']}"
+        for key, name in (("vekter_vtab", "table"), ("vekter_fn", "faiss_search")):
+            v = m[key]["median_ms"]
+            out.append((f"exact {case}, vekter {name} ≤ 1.10× raw FAISS", f"{v / f:.2f}×", v / f <= 1.10))
+        if "vec" in m and "median_ms" in m["vec"]:
+            r = m["vec"]["median_ms"] / m["vekter_vtab"]["median_ms"]
+            out.append((f"exact {case}, vekter table ≥ 4× faster than sqlite-vec", f"{r:.1f}×", r >= 4))
+        if env.get("read_gbs"):
+            gbs = ex["n"] * ex["d"] * 4 / (m["vekter_vtab"]["median_ms"] / 1e3) / 1e9
+            share = gbs / env["read_gbs"]
+            out.append((f"exact {case} scan ≥ 70% of single-thread read bandwidth ({env['read_gbs']:.1f} GB/s)",
+                        f"{gbs:.1f} GB/s = {share:.0%}", share >= 0.7))
+    ann = results.get("ann")
+    if ann:
+        h = ann["hnsw"]
+        v = best_at_recall(h, "vekter")
+        if v:
+            p, ms, r = v
+            f = h[p]["faiss"]["median_ms"]
+            out.append(("HNSW ≤ 1.1× raw FAISS at the same setting (first efSearch with recall ≥ 0.95)",
+                        f"efSearch={p}: {ms:.3f} vs {f:.3f} ms = {ms / f:.2f}× (recall {r:.3f} vs {h[p]['faiss']['recall']:.3f})",
+                        ms / f <= 1.1))
+            vl = best_at_recall(h, "vectorlite")
+            if vl:
+                out.append(("HNSW faster than vectorlite at recall@10 ≥ 0.95 (fastest setting each)",
+                            f"vekter {ms:.3f} ms (efSearch={p}) vs vectorlite {vl[1]:.3f} ms (ef={vl[0]}) = {vl[1] / ms:.2f}× faster",
+                            ms < vl[1]))
+        b = ann["build"]
+        out.append(("HNSW build ≤ 1.2× raw FAISS", (f"{b['vekter_hnsw']:.1f} vs {b['faiss_hnsw']:.1f} s = "
+                    f"{b['vekter_hnsw'] / b['faiss_hnsw']:.2f}×"), b["vekter_hnsw"] / b["faiss_hnsw"] <= 1.2))
+        out.append(("HNSW build ≥ 2× faster than vectorlite's insert", (f"{b['vectorlite_hnsw']:.1f} vs {b['vekter_hnsw']:.1f} s = "
+                    f"{b['vectorlite_hnsw'] / b['vekter_hnsw']:.2f}×"), b["vectorlite_hnsw"] / b["vekter_hnsw"] >= 2))
+    w = results.get("write")
+    if w:
+        for k, name in (("vekter_hnsw", "HNSW32"), ("vekter_flat", "Flat")):
+            if k in w["targets"]:
+                r = w["targets"][k]["ratio_vs_plain"]
+                out.append((f"synced writes ({name}) ≤ 1.5× without an index", f"{r:.2f}×", r <= 1.5))
+    ro = results.get("reopen")
+    if ro:
+        for n, c in ro["cases"].items():
+            r = c["vekter"]["first"] / c["faiss"]["first"]
+            out.append((f"reopen {reopen_label(n, ro)} ≤ 1.5× faiss.read_index",
+                        f"{c['vekter']['first'] * 1e3:.0f} vs {c['faiss']['first'] * 1e3:.0f} ms = {r:.2f}×", r <= 1.5))
+    pc = results.get("percall")
+    if pc:
+        for k, name in (("vtab", "table"), ("fn", "faiss_search")):
+            us = pc["us"][k]
+            out.append((f"per-call ({name}, from Python) ≤ 20 µs", f"{us:.1f} µs", us <= 20))
+    mem = results.get("memory")
+    if mem:
+        for n, c in mem["cases"].items():
+            r = c[4]["end_kb"] / c[1]["end_kb"]
+            out.append((f"4 connections ≤ 1.1× the memory of 1 ({'HNSW32' if n == 'hnsw' else 'Flat'})", f"{r:.3f}×", r <= 1.1))
+    return out
+
+
+def ratio_items(results):
+    """(group, label, median, raw FAISS median, unit) for the bar chart and the summary."""
+    items = []
+    for ex in results.get("exact", []):
+        g = f"exact {ex['n']:,}×{ex['d']}"
+        base = ex["methods"]["faiss"]["median_ms"]
+        for key in ("vekter_vtab", "vekter_fn", "vec", "vss", "faiss_nosimd"):
+            m = ex["methods"].get(key)
+            if m and "median_ms" in m:
+                label = SHORT[key]
+                if m.get("recall") is not None and m["recall"] < 0.99:
+                    label += f" (recall {m['recall']:.2f}!)"
+                items.append((g, label, m["median_ms"], base, "ms"))
+    ann = results.get("ann")
+    if ann:
+        for kind, table, who in (("HNSW", ann["hnsw"], ["vekter", "vectorlite"]), ("IVF", ann["ivf"], ["vekter"])):
+            params = list(table)
+            p = params[len(params) // 2]
+            name = "efSearch" if kind == "HNSW" else "nprobe"
+            for w in who:
+                label = (f"{w} {kind}" if w == "vekter" else "vectorlite") + \
+                    f" (recall {table[p][w]['recall']:.3f}, FAISS {table[p]['faiss']['recall']:.3f})"
+                items.append((f"{kind} {name}={p}", label, table[p][w]["median_ms"], table[p]["faiss"]["median_ms"], "ms"))
+    pc = results.get("percall")
+    if pc:
+        for k, label in (("vtab", "vekter table"), ("fn", "vekter faiss_search"), ("vec", "sqlite-vec"),
+                         ("vectorlite", "vectorlite")):
+            items.append(("tiny 100×4", label, pc["us"][k], pc["us"]["faiss"], "µs"))
+    return items
