@@ -7,12 +7,12 @@ VENV ?= $(HOME)/.cache/vekter/venv
 PYTHON := $(VENV)/bin/python
 LIB := dist/vekter.so
 # A second build whose bundled FAISS is compiled with AVX2 (its own target dir: the FAISS cmake
-# build depends on CXXFLAGS). vekter.so hands connections over to it when the CPU allows.
+# build depends on CXXFLAGS), and a third with AVX-512. vekter.so hands connections over to the
+# best one the CPU allows. Their flags (AVX2_CXXFLAGS, AVX512_CXXFLAGS) are in src/simd.mk, which
+# src/simd.rs also reads.
 AVX2_TARGET_DIR ?= $(HOME)/.cache/vekter/target-avx2
-AVX2_CXXFLAGS := -mavx2 -mfma -mf16c -mpopcnt
-# The same with AVX-512 (FAISS's FAISS_OPT_LEVEL=avx512 flags), for vekter_avx512.so.
 AVX512_TARGET_DIR ?= $(HOME)/.cache/vekter/target-avx512
-AVX512_CXXFLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512cd -mavx512vl -mavx512dq -mavx512bw -mpopcnt
+include src/simd.mk
 ARCH := $(shell uname -m)
 
 .PHONY: all build deps demo test test-rust test-golden test-python test-hostile venv golden-update fmt lint clean bench fuzz
@@ -44,8 +44,11 @@ venv: deps
 test: build venv
 	$(MAKE) --no-print-directory lint test-rust test-golden test-python test-hostile
 
+# The fuzz targets' corpus replay and the failure-injection tests need their test-only features.
+TEST_FEATURES := fuzzing,failpoints
+
 test-rust:
-	cargo test --release -- --test-threads=2
+	cargo test --release --features $(TEST_FEATURES) -- --test-threads=2
 
 test-golden:
 	tests/golden.sh
@@ -63,9 +66,13 @@ golden-update: build
 fmt:
 	cargo fmt
 
-lint:
+# Clippy twice: with the test features (all test code) and without (the shipped library, where
+# the dead-code lint sees what only tests or fuzzing use).
+lint: venv
 	cargo fmt --check
-	cargo clippy --release --all-targets -- -D warnings
+	cargo clippy --release --all-targets --features $(TEST_FEATURES) -- -D warnings
+	cargo clippy --release --lib -- -D warnings
+	$(PYTHON) -m ruff check --no-cache bench
 
 clean:
 	rm -rf dist

@@ -2,7 +2,7 @@
 """Write the seed corpus in fuzz/corpus/<target>/ (checked in; rerun after changing a layout).
 
 Each file is one input of the matching `vekter::fuzzing` entry point; the layouts are described
-in src/fuzzing.rs. Files are named after what they hold, so a change shows in `git diff`.
+in src/fuzzing/ (feature `fuzzing`). Files are named after what they hold, so a change shows in `git diff`.
 """
 
 import os

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 /// An id as the content table stores it; it keeps its SQLite type in JSON.
 #[derive(Debug, Clone, PartialEq)]
-pub enum IdValue {
+pub(crate) enum IdValue {
     Null,
     Integer(i64),
     Real(f64),
@@ -14,7 +14,7 @@ pub enum IdValue {
 }
 
 /// Append Python's `repr` of `x` (what `json.dumps` writes for a float).
-pub fn push_float(out: &mut String, x: f64) {
+pub(crate) fn push_float(out: &mut String, x: f64) {
     if x.is_nan() {
         out.push_str("NaN");
         return;
@@ -64,7 +64,7 @@ pub fn push_float(out: &mut String, x: f64) {
 }
 
 /// Append `s` as a JSON string with `ensure_ascii=True` escaping.
-pub fn push_str(out: &mut String, s: &str) {
+pub(crate) fn push_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -87,7 +87,7 @@ pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-pub fn push_id(out: &mut String, id: &IdValue) {
+pub(crate) fn push_id(out: &mut String, id: &IdValue) {
     match id {
         IdValue::Null => out.push_str("null"),
         IdValue::Integer(i) => {
@@ -99,7 +99,10 @@ pub fn push_id(out: &mut String, id: &IdValue) {
 }
 
 /// `[a, b, c]` with `", "` between the items, as `json.dumps` writes lists.
-pub fn list<T>(items: impl IntoIterator<Item = T>, mut item: impl FnMut(&mut String, T)) -> String {
+pub(crate) fn list<T>(
+    items: impl IntoIterator<Item = T>,
+    mut item: impl FnMut(&mut String, T),
+) -> String {
     let mut out = String::from("[");
     for (i, x) in items.into_iter().enumerate() {
         if i > 0 {
@@ -112,7 +115,7 @@ pub fn list<T>(items: impl IntoIterator<Item = T>, mut item: impl FnMut(&mut Str
 }
 
 /// `[1.0, 2.5]`: float32 values widened to double, as Python prints them.
-pub fn floats(v: &[f32]) -> String {
+pub(crate) fn floats(v: &[f32]) -> String {
     list(v, |out, x| push_float(out, *x as f64))
 }
 

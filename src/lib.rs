@@ -1,23 +1,33 @@
 //! vekter: FAISS inside SQLite. This file is the entry point only: it captures SQLite's API
-//! routines and registers the functions on the connection that loads the extension.
+//! routines and registers the functions and virtual tables on the connection that loads the
+//! extension.
 //!
 //! Layers, top to bottom (data flows one way: SQL value → vector → index → results → SQL):
-//! `functions` (SQL surface) → `registry` (shared live indexes) → `content` (the user's
-//! tables) → `index` (the only FAISS caller); `vector` and `json` are the codecs; `sqlite` is
-//! the only module that touches SQLite's C API.
+//! `functions` and `vtab` (the SQL surface) → `engine` (faiss tables) and `plain` (plain
+//! tables' exact indexes) → `registry` (process-wide maps, per-connection stamps) and `catalog`
+//! (what the schemas hold) → `index` (the only FAISS caller); `vector` and `json` are the
+//! codecs; `sqlite` is the only module that touches SQLite's C API. ARCHITECTURE.md has the map.
 
-pub mod content;
-pub mod error;
-pub mod functions;
+mod catalog;
+mod engine;
+mod error;
+#[cfg(feature = "failpoints")]
+pub mod failpoint;
+#[cfg(not(feature = "failpoints"))]
+mod failpoint;
+mod functions;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub mod index;
-pub mod json;
-pub mod registry;
-pub mod simd;
-pub mod sqlite;
-pub mod threads;
-pub mod vector;
-pub mod vtab;
+mod index;
+mod json;
+mod locks;
+mod plain;
+mod registry;
+mod simd;
+mod sqlite;
+mod threads;
+mod vector;
+mod vtab;
 
 #[cfg(test)]
 mod proptests;
@@ -50,7 +60,7 @@ pub unsafe extern "C" fn sqlite3_vekter_init(
         Ok(simd::Dispatch::Here) => {}
         Ok(simd::Dispatch::Done(rc)) => return rc,
         Ok(simd::Dispatch::Refused(message)) => {
-            let e = Error::new(message);
+            let e = Error::invalid(message);
             report(pz_err_msg, &e);
             return e.code() as c_uint;
         }
@@ -102,5 +112,3 @@ unsafe fn report(pz_err_msg: *mut *mut c_char, e: &Error) {
         *pz_err_msg = sqlite::sqlite_string(e.message());
     }
 }
-pub mod live;
-pub mod store;

@@ -3,11 +3,11 @@
 
 use proptest::prelude::*;
 
+use crate::engine::SearchParams;
 use crate::json;
-use crate::live::SearchParams;
 use crate::sqlite::Cell;
 use crate::vector;
-use crate::vtab::Options;
+use crate::vtab::options;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
@@ -59,7 +59,7 @@ proptest! {
 
     #[test]
     fn option_and_parameter_parsers_never_panic(args in prop::collection::vec(".{0,40}", 0..6), p in ".{0,60}") {
-        let _ = Options::parse(&args);
+        let _ = options::parse(&args);
         let _ = SearchParams::parse(&p);
         let _ = crate::index::check_factory(&p);
     }

@@ -1,35 +1,33 @@
-//! The process-wide registry of live indexes: one in-memory index per (database file, table),
-//! shared by every connection and thread of the process.
+//! Process-wide maps of shared indexes, and what each connection last verified about them.
 //!
-//! Freshness without triggers (datasette-faiss tables): each connection remembers, per index,
-//! the pager's data version, its own change count and the index generation it last checked.
-//! When all three are unchanged nothing can have changed the table (no commit by anyone, no
-//! write by this connection) and the index is used as it is. Otherwise the table is read
-//! again and fingerprinted: an equal fingerprint keeps the index, a different one replaces it.
+//! An index is shared by every connection and thread of the process that opens the same
+//! database file; an in-memory or temporary database's indexes belong to the one connection that
+//! has it and go when that connection closes. The maps know nothing of what they hold: the
+//! faiss-table engine (`engine::shared`) and the plain-table indexes (`plain`) each keep one.
+//!
+//! Freshness stamps: a connection remembers, per index, the pager's data version, its own change
+//! count and the generation of the index it last checked. When all three are unchanged, nothing
+//! can have changed what it sees (no commit by anyone, no write by this connection), and the index
+//! is used as it is, with no SQL at all.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
-use once_cell::sync::Lazy;
-
-use crate::content::{read_rows, Rows};
-use crate::error::Result;
-use crate::index::{Index, Metric};
-use crate::json::IdValue;
-use crate::live::{lock, LiveSlot, LiveTable, Meta, Overlay, StateRef, SyncReport};
+use crate::locks::lock;
 use crate::sqlite::Conn;
 
-/// Which database an index belongs to: a file is shared by every connection of the process;
-/// an in-memory or temporary database belongs to one connection.
+/// Which database an index belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum DbKey {
+pub(crate) enum DbKey {
+    /// A database file: shared by every connection of the process.
     File(String),
+    /// An in-memory or temporary database: private to one connection.
     Private { conn: u64, schema: String },
 }
 
 impl DbKey {
-    pub fn of(conn: Conn, state: &ConnState, schema: &str) -> DbKey {
+    pub(crate) fn of(conn: Conn, state: &ConnState, schema: &str) -> DbKey {
         match conn.db_filename(schema) {
             Some(file) if !file.is_empty() => DbKey::File(file),
             _ => DbKey::Private {
@@ -40,393 +38,202 @@ impl DbKey {
     }
 }
 
-/// An exact index over a plain table's `id` and `embedding` columns.
-pub struct TableIndex {
-    pub index: Index,
-    /// The id of each FAISS label (labels are positions in rowid order).
-    pub ids: Vec<IdValue>,
-    fingerprint: u64,
-    generation: u64,
+/// What kind of index a key names: two kinds never share a stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum IndexKind {
+    /// The exact index `faiss_search` keeps over a plain table.
+    Exact,
+    /// A `faiss` virtual table's index.
+    Faiss,
 }
 
-impl TableIndex {
-    fn build(rows: Rows) -> Result<TableIndex> {
-        let mut index = Index::new("Flat", rows.dim.max(1), Metric::L2)?;
-        index.add(&rows.vectors)?;
-        Ok(TableIndex {
-            index,
-            ids: rows.ids,
-            fingerprint: rows.fingerprint,
-            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
-        })
-    }
-
-    /// False for a table with no vectors yet: any query vector is acceptable, nothing matches.
-    pub fn has_vectors(&self) -> bool {
-        !self.ids.is_empty()
-    }
-}
-
-/// One index of the registry: a plain table's exact index or a `faiss` table's live index.
+/// One index of a process-wide map.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct IndexKey {
-    pub db: DbKey,
+pub(crate) struct IndexKey {
+    pub(crate) db: DbKey,
     /// Lower-cased table name (SQLite names are case-insensitive).
-    pub name: String,
-    pub live: bool,
+    pub(crate) name: String,
+    kind: IndexKind,
 }
 
 impl IndexKey {
-    fn new(db: DbKey, name: &str, live: bool) -> IndexKey {
+    pub(crate) fn new(db: DbKey, name: &str, kind: IndexKind) -> IndexKey {
         IndexKey {
             db,
             name: name.to_ascii_lowercase(),
-            live,
+            kind,
         }
     }
 }
 
-/// The registry entry of a `faiss` table.
-#[derive(Default)]
-pub struct LiveEntry {
-    pub slot: LiveSlot,
-    /// What it indexes, as last seen (for `faiss_indexes`).
-    pub meta: Mutex<Option<Meta>>,
-    /// Snapshot loads in this process (a reopen loads once; no retraining, no rebuild).
-    pub loads: AtomicU64,
-    /// Content rows applied from the change log.
-    pub applied: AtomicU64,
+/// A process-wide map from index to its shared entry `V`.
+pub(crate) struct Registry<V> {
+    map: Mutex<HashMap<IndexKey, Arc<V>>>,
 }
 
-/// Counters shown by `vekter_debug()`, so tests and users can see what the registry did.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Indexes built from a table's rows.
-    pub builds: AtomicU64,
-    /// Reads of a table to check whether it changed.
-    pub checks: AtomicU64,
+impl<V> Default for Registry<V> {
+    fn default() -> Self {
+        Registry {
+            map: Mutex::default(),
+        }
+    }
 }
 
-/// The current index of one table, swapped whole when the table changes: searches hold
-/// their own `Arc`, so a refresh never waits for them nor they for it.
-type Slot = Arc<RwLock<Option<Arc<TableIndex>>>>;
+impl<V: Default + Send + Sync + 'static> Registry<V> {
+    /// The entry of `key`, created empty on first use. A private database's entry is removed
+    /// when the connection `state` belongs to closes.
+    pub(crate) fn entry(&'static self, key: &IndexKey, state: &ConnState) -> Arc<V> {
+        let mut map = lock(&self.map);
+        if let Some(entry) = map.get(key) {
+            return entry.clone();
+        }
+        let entry = Arc::<V>::default();
+        map.insert(key.clone(), entry.clone());
+        drop(map);
+        if let DbKey::Private { .. } = key.db {
+            let owner = (self as *const Self as usize, key.clone());
+            let key = key.clone();
+            lock(&state.on_close).insert(
+                owner,
+                Box::new(move || {
+                    lock(&self.map).remove(&key);
+                }),
+            );
+        }
+        entry
+    }
 
-#[derive(Default)]
-pub struct Registry {
-    tables: Mutex<HashMap<IndexKey, Slot>>,
-    live: Mutex<HashMap<IndexKey, Arc<LiveEntry>>>,
-    pub stats: Stats,
+    pub(crate) fn remove(&self, key: &IndexKey) {
+        lock(&self.map).remove(key);
+    }
+
+    /// Every entry, for listing.
+    pub(crate) fn entries(&self) -> Vec<(IndexKey, Arc<V>)> {
+        lock(&self.map)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
 }
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
-static REGISTRY: Lazy<Registry> = Lazy::new(Registry::default);
 
-pub fn registry() -> &'static Registry {
-    &REGISTRY
+/// A number no index state of this process has had: every new or changed state takes one, so a
+/// stamp names exactly one state.
+pub(crate) fn next_generation() -> u64 {
+    NEXT_GENERATION.fetch_add(1, Ordering::Relaxed)
 }
 
-/// What one connection last verified about one index.
-impl LiveTable {
-    /// The `k` nearest rows for `query` as `(rowid, id, score)`, nearest first.
-    pub fn nearest(
-        &self,
-        state: &ConnState,
-        query: &crate::live::Query,
-    ) -> Result<Vec<(i64, IdValue, f32)>> {
-        // Rows the content table no longer has (deleted where no trigger saw it, e.g. by
-        // INSERT OR REPLACE on another UNIQUE column) are dropped and more are fetched.
-        let mut extra = 0;
-        let mut exclusive = query.exclusive();
-        loop {
-            let wanted = crate::live::Query {
-                k: query.k + extra,
-                ..*query
-            };
-            let found = registry().with_live(state, self, exclusive, |s, overlay| {
-                self.search(s, overlay, &wanted)
-            })?;
-            let Some(hits) = found else {
-                exclusive = true;
-                continue;
-            };
-            let exhausted = hits.len() < wanted.k;
-            let rowids: Vec<i64> = hits.iter().map(|h| h.0).collect();
-            let ids = self.ids_of(&rowids)?;
-            let missing = ids.iter().filter(|id| id.is_none()).count();
-            let rows: Vec<(i64, IdValue, f32)> = hits
-                .into_iter()
-                .zip(ids)
-                .filter_map(|((rowid, score), id)| Some((rowid, id?, score)))
-                .take(query.k)
-                .collect();
-            if missing == 0 || rows.len() >= query.k || exhausted || extra > 4096 {
-                return Ok(rows);
-            }
-            extra = (extra * 2).max(missing * 2);
-        }
-    }
-}
-
-/// The index `faiss_search` uses for a table name.
-#[derive(Clone)]
-pub enum Resolved {
-    /// A plain table: its exact index.
-    Plain,
-    /// A `faiss` table (named or over the table) and what it indexes.
-    Live { name: String, meta: Box<Meta> },
-}
-
-/// One row of `faiss_indexes`.
-pub struct Listed {
-    pub key: IndexKey,
-    /// `None` for a plain table's exact index.
-    pub meta: Option<Meta>,
-    pub dim: usize,
-    pub ntotal: usize,
-    pub bytes: usize,
-    pub pending: i64,
-    pub dead: usize,
-    pub loads: u64,
-}
-
+/// What a connection observes before using an index: the pager's data version and its own
+/// change count (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Seen {
     data_version: u32,
     total_changes: i64,
-    generation: u64,
 }
 
-/// Per-connection state, owned by the functions registered on that connection and dropped
-/// when the connection closes.
-pub struct ConnState {
+impl Seen {
+    /// `None` when the data version cannot be read: then nothing is ever taken as unchanged.
+    pub(crate) fn now(conn: Conn, schema: &str) -> Option<Seen> {
+        conn.data_version(schema).map(|data_version| Seen {
+            data_version,
+            total_changes: conn.total_changes(),
+        })
+    }
+}
+
+type CloseHook = Box<dyn FnOnce() + Send>;
+
+/// Per-connection state, owned by the functions and modules registered on that connection and
+/// dropped when it closes.
+pub(crate) struct ConnState {
     id: u64,
-    /// What `faiss_search(db, table, …)` resolved `table` to, with the schema cookie it was
-    /// resolved under: valid until the schema changes.
-    pub resolved: Mutex<HashMap<(String, String), (i64, Resolved)>>,
     /// Keyed by index and schema: one file attached twice has two pagers, two data versions.
-    stamps: Mutex<HashMap<(IndexKey, String), Stamp>>,
+    stamps: Mutex<HashMap<(IndexKey, String), (Seen, u64)>>,
+    /// Removes this connection's private entries from the maps that hold them.
+    on_close: Mutex<HashMap<(usize, IndexKey), CloseHook>>,
 }
 
 impl ConnState {
-    pub fn new() -> ConnState {
+    pub(crate) fn new() -> ConnState {
         ConnState {
             id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
-            resolved: Mutex::default(),
             stamps: Mutex::default(),
+            on_close: Mutex::default(),
         }
     }
-}
 
-impl ConnState {
     /// This connection's process-unique number.
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
-}
 
-impl Default for ConnState {
-    fn default() -> Self {
-        Self::new()
+    /// True when this connection verified generation `generation` of `key` in `schema` and has
+    /// seen nothing change since.
+    pub(crate) fn is_current(
+        &self,
+        key: &IndexKey,
+        schema: &str,
+        seen: Seen,
+        generation: u64,
+    ) -> bool {
+        lock(&self.stamps).get(&(key.clone(), schema.to_string())) == Some(&(seen, generation))
+    }
+
+    /// Remember that what this connection sees (`seen`) matches generation `generation`. Only
+    /// in autocommit mode: inside a transaction a later ROLLBACK would not change the stamp.
+    pub(crate) fn record(
+        &self,
+        conn: Conn,
+        key: IndexKey,
+        schema: &str,
+        seen: Seen,
+        generation: u64,
+    ) {
+        if conn.autocommit() {
+            lock(&self.stamps).insert((key, schema.to_string()), (seen, generation));
+        }
     }
 }
 
 impl Drop for ConnState {
     /// A closing connection takes its in-memory databases' indexes with it.
     fn drop(&mut self) {
-        let id = self.id;
-        let mine = |key: &IndexKey| matches!(&key.db, DbKey::Private { conn, .. } if *conn == id);
-        if let Ok(mut tables) = REGISTRY.tables.lock() {
-            tables.retain(|key, _| !mine(key));
-        }
-        if let Ok(mut live) = REGISTRY.live.lock() {
-            live.retain(|key, _| !mine(key));
+        let hooks: Vec<CloseHook> = lock(&self.on_close).drain().map(|(_, h)| h).collect();
+        for hook in hooks {
+            hook();
         }
     }
 }
 
-impl Registry {
-    /// The exact index over `schema.table`'s `id`/`embedding`, current for what `conn` sees.
-    pub fn table_index(
-        &self,
-        conn: Conn,
-        state: &ConnState,
-        schema: &str,
-        table: &str,
-    ) -> Result<Arc<TableIndex>> {
-        // One read snapshot for the checks, the read of the table and the search after it.
-        let _held = conn.hold_read(schema)?;
-        let key = (
-            IndexKey::new(DbKey::of(conn, state, schema), table, false),
-            schema.to_string(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_entries_go_with_their_connection() {
+        static MAP: once_cell::sync::Lazy<Registry<u32>> =
+            once_cell::sync::Lazy::new(Registry::default);
+        let state = ConnState::new();
+        let private = IndexKey::new(
+            DbKey::Private {
+                conn: state.id(),
+                schema: "main".into(),
+            },
+            "Docs",
+            IndexKind::Faiss,
         );
-        let slot = self
-            .tables
-            .lock()
-            .expect("registry lock")
-            .entry(key.0.clone())
-            .or_default()
-            .clone();
-        let current = slot.read().expect("index lock").clone();
-        let seen = conn.data_version(schema).map(|data_version| Stamp {
-            data_version,
-            total_changes: conn.total_changes(),
-            generation: current.as_ref().map_or(0, |c| c.generation),
-        });
-        let stamps = || state.stamps.lock().expect("stamps lock");
-        if let (Some(current), Some(seen)) = (&current, seen) {
-            if stamps().get(&key) == Some(&seen) {
-                return Ok(current.clone());
-            }
-        }
-
-        self.stats.checks.fetch_add(1, Ordering::Relaxed);
-        let rows = read_rows(conn, schema, table)?;
-        let index = match current {
-            Some(current) if current.fingerprint == rows.fingerprint => current,
-            _ => {
-                self.stats.builds.fetch_add(1, Ordering::Relaxed);
-                let fresh = Arc::new(TableIndex::build(rows)?);
-                // Uncommitted rows stay private to this connection's transaction.
-                if conn.autocommit() {
-                    *slot.write().expect("index lock") = Some(fresh.clone());
-                }
-                fresh
-            }
-        };
-        // Inside a transaction a later ROLLBACK would not change the stamp: verify every time.
-        if let (true, Some(seen)) = (conn.autocommit(), seen) {
-            let stamp = Stamp {
-                generation: index.generation,
-                ..seen
-            };
-            stamps().insert(key, stamp);
-        }
-        Ok(index)
-    }
-
-    /// The entry of `faiss` table `table`, created empty on first use.
-    pub fn live_entry(&self, state: &ConnState, table: &LiveTable) -> (IndexKey, Arc<LiveEntry>) {
-        let key = IndexKey::new(
-            DbKey::of(table.conn, state, &table.schema),
-            &table.name,
-            true,
+        let shared = IndexKey::new(DbKey::File("/x.db".into()), "docs", IndexKind::Faiss);
+        let a = MAP.entry(&private, &state);
+        assert!(
+            Arc::ptr_eq(&a, &MAP.entry(&private, &state)),
+            "one entry per key"
         );
-        let entry = self
-            .live
-            .lock()
-            .expect("registry lock")
-            .entry(key.clone())
-            .or_default()
-            .clone();
-        (key, entry)
-    }
-
-    /// Publish a freshly built state (creation, rebuild) for `table`.
-    pub fn publish(&self, state: &ConnState, table: &LiveTable, built: crate::live::LiveState) {
-        let (_, entry) = self.live_entry(state, table);
-        *entry.meta.lock().expect("meta lock") = Some(table.meta.clone());
-        *entry.slot.write().expect("index lock") = Some(built);
-    }
-
-    /// Forget `faiss` table `name` (DROP TABLE, RENAME).
-    pub fn forget(&self, state: &ConnState, conn: Conn, schema: &str, name: &str) {
-        let key = IndexKey::new(DbKey::of(conn, state, schema), name, true);
-        self.live.lock().expect("registry lock").remove(&key);
-    }
-
-    /// Run `f` on `table`'s index, current for what this connection sees: as it is when
-    /// nothing changed since this connection last looked (no SQL at all), else after
-    /// applying the change log (see `LiveTable::sync`).
-    pub fn with_live<R>(
-        &self,
-        state: &ConnState,
-        table: &LiveTable,
-        exclusive: bool,
-        f: impl FnOnce(&mut StateRef, &Overlay) -> Result<R>,
-    ) -> Result<R> {
-        let conn = table.conn;
-        // One read snapshot for config, change log, content reads and the search.
-        let _held = conn.hold_read(&table.schema)?;
-        let (key, entry) = self.live_entry(state, table);
-        let key = (key, table.schema.clone());
-        let seen = conn.data_version(&table.schema).map(|data_version| Stamp {
-            data_version,
-            total_changes: conn.total_changes(),
-            generation: 0,
-        });
-        let stamps = || state.stamps.lock().expect("stamps lock");
-        if let Some(seen) = seen {
-            let current = entry
-                .slot
-                .read()
-                .expect("index lock")
-                .as_ref()
-                .map(|s| s.generation);
-            if let (Some(generation), Some(stamp)) = (current, stamps().get(&key).copied()) {
-                if stamp == (Stamp { generation, ..seen }) {
-                    let mut guard = lock(&entry.slot, exclusive);
-                    if guard.get().generation == generation {
-                        return f(&mut guard, &Overlay::default());
-                    }
-                }
-            }
-        }
-        let mut report = SyncReport::default();
-        let (mut guard, overlay) = table.sync(&entry.slot, exclusive, &mut report)?;
-        if report.loaded {
-            entry.loads.fetch_add(1, Ordering::Relaxed);
-            *entry.meta.lock().expect("meta lock") = Some(table.meta.clone());
-        }
-        entry
-            .applied
-            .fetch_add(report.applied as u64, Ordering::Relaxed);
-        let shared = !matches!(guard, StateRef::Own(_));
-        if let (true, true, Some(seen)) = (shared, conn.autocommit(), seen) {
-            let generation = guard.get().generation;
-            stamps().insert(key, Stamp { generation, ..seen });
-        }
-        f(&mut guard, &overlay)
-    }
-
-    /// Every index this process holds, for `faiss_indexes`.
-    pub fn list(&self) -> Vec<Listed> {
-        let mut out = Vec::new();
-        for (key, slot) in self.tables.lock().expect("registry lock").iter() {
-            if let Some(t) = slot.read().expect("index lock").as_ref() {
-                out.push(Listed {
-                    key: key.clone(),
-                    meta: None,
-                    dim: t.index.dim(),
-                    ntotal: t.ids.len(),
-                    bytes: t.index.dim() * 4 * t.ids.len() + t.ids.len() * 16,
-                    pending: 0,
-                    dead: 0,
-                    loads: 0,
-                });
-            }
-        }
-        for (key, entry) in self.live.lock().expect("registry lock").iter() {
-            let guard = entry.slot.read().expect("index lock");
-            let Some(s) = guard.as_ref() else { continue };
-            out.push(Listed {
-                key: key.clone(),
-                meta: entry.meta.lock().expect("meta lock").clone(),
-                dim: s.index.dim(),
-                ntotal: s.live_count(),
-                bytes: s.memory_bytes(),
-                pending: s
-                    .applied_seq
-                    .saturating_sub(s.snapshot_seq.load(Ordering::Relaxed)),
-                dead: s.dead_count(),
-                loads: entry.loads.load(Ordering::Relaxed),
-            });
-        }
-        out
-    }
-
-    /// Number of table indexes held.
-    pub fn table_count(&self) -> usize {
-        self.tables.lock().map(|t| t.len()).unwrap_or(0)
+        MAP.entry(&shared, &state);
+        assert_eq!(MAP.entries().len(), 2);
+        drop(state);
+        let keys: Vec<IndexKey> = MAP.entries().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![shared]);
     }
 }

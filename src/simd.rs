@@ -19,27 +19,39 @@ use std::os::raw::{c_char, c_int, c_uint, c_void};
 use once_cell::sync::OnceCell;
 use sqlite3ext_sys::{sqlite3, sqlite3_api_routines};
 
-/// A FAISS build: its name, the FAISS compile flags, and the CPU features it needs.
+/// A FAISS build: its name, the `simd.mk` variable holding its FAISS compile flags, and the CPU
+/// features it needs.
 struct Level {
     name: &'static str,
-    flags: &'static str,
+    flags_var: &'static str,
     needs: &'static str,
     cpu_ok: fn() -> bool,
 }
 
 const AVX2: Level = Level {
     name: "avx2",
-    flags: "-mavx2 -mfma -mf16c -mpopcnt",
+    flags_var: "AVX2_CXXFLAGS",
     needs: "AVX2, FMA, F16C and POPCNT",
     cpu_ok: cpu_has_avx2,
 };
 
 const AVX512: Level = Level {
     name: "avx512",
-    flags: "-mavx2 -mfma -mf16c -mavx512f -mavx512cd -mavx512vl -mavx512dq -mavx512bw -mpopcnt",
+    flags_var: "AVX512_CXXFLAGS",
     needs: "AVX2, FMA, F16C, POPCNT and AVX-512 F/CD/VL/DQ/BW",
     cpu_ok: cpu_has_avx512,
 };
+
+/// The Makefile fragment that defines the SIMD builds' flags (the Makefile includes it).
+const SIMD_MK: &str = include_str!("simd.mk");
+
+/// The value of `var` in `simd.mk`.
+fn mk_flags(var: &str) -> &'static str {
+    SIMD_MK
+        .lines()
+        .find_map(|line| line.strip_prefix(var)?.trim_start().strip_prefix(":="))
+        .map_or("", str::trim)
+}
 
 /// Sibling builds, best first.
 const SIBLINGS: [Level; 2] = [AVX512, AVX2];
@@ -54,16 +66,15 @@ const OWN: Option<Level> = if cfg!(feature = "avx512") {
 };
 
 /// The SIMD level this library's FAISS was compiled for.
-pub const LEVEL: &str = match OWN {
+pub(crate) const LEVEL: &str = match OWN {
     Some(level) => level.name,
     None => "generic",
 };
 
 /// The FAISS compile flags of this library.
-pub const FAISS_FLAGS: &str = match OWN {
-    Some(level) => level.flags,
-    None => "",
-};
+fn faiss_flags() -> &'static str {
+    OWN.map_or("", |level| mk_flags(level.flags_var))
+}
 
 type EntryPoint =
     unsafe extern "C" fn(*mut sqlite3, *mut *mut c_char, *mut sqlite3_api_routines) -> c_uint;
@@ -81,7 +92,7 @@ enum Choice {
 static CHOICE: OnceCell<Choice> = OnceCell::new();
 
 /// Whether the CPU (and the OS, for the wider registers) offers what FAISS's AVX2 build uses.
-pub fn cpu_has_avx2() -> bool {
+pub(crate) fn cpu_has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2")
@@ -96,7 +107,7 @@ pub fn cpu_has_avx2() -> bool {
 }
 
 /// The same for FAISS's AVX-512 build.
-pub fn cpu_has_avx512() -> bool {
+pub(crate) fn cpu_has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         cpu_has_avx2()
@@ -113,7 +124,7 @@ pub fn cpu_has_avx512() -> bool {
 }
 
 /// Outcome of [`dispatch`] for the entry point.
-pub enum Dispatch {
+pub(crate) enum Dispatch {
     /// Register the functions from this library.
     Here,
     /// Another library's entry point handled the load and returned this code.
@@ -127,7 +138,7 @@ pub enum Dispatch {
 ///
 /// # Safety
 /// The arguments are the entry point's own, passed on unchanged.
-pub unsafe fn dispatch(
+pub(crate) unsafe fn dispatch(
     db: *mut sqlite3,
     pz_err_msg: *mut *mut c_char,
     p_api: *mut sqlite3_api_routines,
@@ -153,7 +164,7 @@ pub unsafe fn dispatch(
 }
 
 /// Why this library serves the process (for `vekter_debug()`).
-pub fn reason() -> String {
+pub(crate) fn reason() -> String {
     if let Some(own) = OWN {
         return format!("the CPU has {}", own.needs);
     }
@@ -224,7 +235,7 @@ extern "C" {
 }
 
 /// The file this library was loaded from, as the dynamic loader knows it.
-pub fn library_path() -> Option<String> {
+pub(crate) fn library_path() -> Option<String> {
     let mut info = DlInfo {
         dli_fname: std::ptr::null(),
         dli_fbase: std::ptr::null_mut(),
@@ -285,7 +296,7 @@ unsafe fn last_dl_error() -> String {
 }
 
 /// For `vekter_debug()`.
-pub fn report() -> serde_json::Value {
+pub(crate) fn report() -> serde_json::Value {
     #[cfg(target_arch = "x86_64")]
     let cpu = serde_json::json!({
         "avx2": std::arch::is_x86_feature_detected!("avx2"),
@@ -298,9 +309,28 @@ pub fn report() -> serde_json::Value {
     let cpu = serde_json::json!({});
     serde_json::json!({
         "level": LEVEL,
-        "faiss_cxxflags": FAISS_FLAGS,
+        "faiss_cxxflags": faiss_flags(),
         "library": library_path(),
         "reason": reason(),
         "cpu": cpu,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_come_from_simd_mk() {
+        assert_eq!(mk_flags("AVX2_CXXFLAGS"), "-mavx2 -mfma -mf16c -mpopcnt");
+        assert!(mk_flags("AVX512_CXXFLAGS").contains("-mavx512f"));
+        assert_eq!(mk_flags("NO_SUCH_FLAGS"), "");
+        for level in SIBLINGS {
+            assert!(
+                mk_flags(level.flags_var).starts_with("-mavx2"),
+                "{}",
+                level.name
+            );
+        }
+    }
 }

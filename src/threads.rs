@@ -19,7 +19,7 @@ use once_cell::sync::Lazy;
 
 use crate::error::Result;
 
-pub const MAX_THREADS: usize = 256;
+pub(crate) const MAX_THREADS: usize = 256;
 
 extern "C" {
     /// From libgomp, which FAISS links.
@@ -45,12 +45,12 @@ fn default_threads() -> usize {
 }
 
 /// The number of threads a build, training or bulk add may use.
-pub fn build_threads() -> usize {
+pub(crate) fn build_threads() -> usize {
     BUILD_THREADS.load(Ordering::Relaxed)
 }
 
 /// Change the process-wide build thread count (`vekter_threads(n)`).
-pub fn set_build_threads(n: i64) -> Result<usize> {
+pub(crate) fn set_build_threads(n: i64) -> Result<usize> {
     if !(1..=MAX_THREADS as i64).contains(&n) {
         crate::error::bail!("thread count must be between 1 and {MAX_THREADS}, got {n}");
     }
@@ -60,7 +60,7 @@ pub fn set_build_threads(n: i64) -> Result<usize> {
 
 /// Call before a FAISS call that fans out (train, add): the calling thread's OpenMP team size and
 /// OpenBLAS's thread count follow the policy.
-pub fn for_build() {
+pub(crate) fn for_build() {
     let n = build_threads() as c_int;
     // SAFETY: sets the calling thread's OpenMP ICV; OpenBLAS's setter takes any positive count.
     unsafe {
@@ -72,13 +72,13 @@ pub fn for_build() {
 }
 
 /// Call before a search: one thread, the caller's.
-pub fn for_search() {
+pub(crate) fn for_search() {
     // SAFETY: sets the calling thread's OpenMP ICV only.
     unsafe { omp_set_num_threads(1) }
 }
 
 /// The OpenMP team size the calling thread would get now.
-pub fn omp_max_threads() -> usize {
+pub(crate) fn omp_max_threads() -> usize {
     // SAFETY: reads the calling thread's ICV.
     unsafe { omp_get_max_threads() as usize }
 }
@@ -97,7 +97,7 @@ static OPENBLAS_SET: Lazy<Option<SetThreads>> = Lazy::new(|| {
 });
 
 /// OpenBLAS's current thread count, when the BLAS is OpenBLAS.
-pub fn openblas_threads() -> Option<usize> {
+pub(crate) fn openblas_threads() -> Option<usize> {
     // SAFETY: as above.
     unsafe {
         let p = dlsym(RTLD_DEFAULT, c"openblas_get_num_threads".as_ptr());
@@ -106,7 +106,7 @@ pub fn openblas_threads() -> Option<usize> {
 }
 
 /// For `vekter_debug()`.
-pub fn report() -> serde_json::Value {
+pub(crate) fn report() -> serde_json::Value {
     serde_json::json!({
         "build": build_threads(),
         "search": 1,

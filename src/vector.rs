@@ -1,22 +1,22 @@
 //! Vector values (SPEC §1): float32 little-endian blobs and JSON arrays in, blobs out.
 //! Everything that reaches FAISS has passed through here: finite, non-empty, bounded.
 
-use crate::error::{Error, Result, SQLITE_TOOBIG};
+use crate::error::{Error, Kind, Result};
 use crate::sqlite::Cell;
 
 /// Largest dimension accepted anywhere (the biggest common embedding models stay far below).
-pub const MAX_DIM: usize = 65_536;
+pub(crate) const MAX_DIM: usize = 65_536;
 /// Largest JSON text accepted as a vector: room for `MAX_DIM` numbers written out in full.
-pub const MAX_JSON_BYTES: usize = 4 << 20;
+pub(crate) const MAX_JSON_BYTES: usize = 4 << 20;
 
 /// Append the vector in `cell` to `out` and return its dimension. On error `out` is unchanged.
-pub fn append(cell: Cell, out: &mut Vec<f32>) -> Result<usize> {
+pub(crate) fn append(cell: Cell, out: &mut Vec<f32>) -> Result<usize> {
     let start = out.len();
     let result = match cell {
         Cell::Blob(bytes) => append_blob(bytes, out),
         Cell::Text(text) => append_json(text, out),
-        Cell::Null => Err(Error::new("vector is NULL")),
-        other => Err(Error::new(format!(
+        Cell::Null => Err(Error::invalid("vector is NULL")),
+        other => Err(Error::invalid(format!(
             "vector must be a BLOB of float32 or a JSON array as TEXT, not {}",
             other.type_name()
         ))),
@@ -29,14 +29,14 @@ pub fn append(cell: Cell, out: &mut Vec<f32>) -> Result<usize> {
 }
 
 /// The vector in `cell`.
-pub fn parse(cell: Cell) -> Result<Vec<f32>> {
+pub(crate) fn parse(cell: Cell) -> Result<Vec<f32>> {
     let mut v = Vec::new();
     append(cell, &mut v)?;
     Ok(v)
 }
 
 /// A vector as the float32 little-endian blob the other functions read.
-pub fn encode(v: &[f32]) -> Vec<u8> {
+pub(crate) fn encode(v: &[f32]) -> Vec<u8> {
     if cfg!(target_endian = "little") {
         bytemuck::cast_slice(v).to_vec()
     } else {
@@ -46,11 +46,11 @@ pub fn encode(v: &[f32]) -> Vec<u8> {
 
 fn check_dim(dim: usize) -> Result<()> {
     if dim == 0 {
-        return Err(Error::new("vector is empty"));
+        return Err(Error::invalid("vector is empty"));
     }
     if dim > MAX_DIM {
-        return Err(Error::with_code(
-            SQLITE_TOOBIG,
+        return Err(Error::of(
+            Kind::TooBig,
             format!("vector has {dim} dimensions, more than the limit of {MAX_DIM}"),
         ));
     }
@@ -60,7 +60,7 @@ fn check_dim(dim: usize) -> Result<()> {
 fn check_finite(v: &[f32]) -> Result<()> {
     match v.iter().position(|x| !x.is_finite()) {
         None => Ok(()),
-        Some(i) => Err(Error::new(format!(
+        Some(i) => Err(Error::invalid(format!(
             "vector element {i} is {}: only finite numbers are allowed",
             if v[i].is_nan() { "NaN" } else { "infinite" }
         ))),
@@ -69,7 +69,7 @@ fn check_finite(v: &[f32]) -> Result<()> {
 
 fn append_blob(bytes: &[u8], out: &mut Vec<f32>) -> Result<()> {
     if !bytes.len().is_multiple_of(4) {
-        return Err(Error::new(format!(
+        return Err(Error::invalid(format!(
             "vector blob has {} bytes, which is not a multiple of 4 (float32)",
             bytes.len()
         )));
@@ -90,8 +90,8 @@ fn append_blob(bytes: &[u8], out: &mut Vec<f32>) -> Result<()> {
 
 fn append_json(text: &[u8], out: &mut Vec<f32>) -> Result<()> {
     if text.len() > MAX_JSON_BYTES {
-        return Err(Error::with_code(
-            SQLITE_TOOBIG,
+        return Err(Error::of(
+            Kind::TooBig,
             format!(
                 "vector JSON is {} bytes, more than the limit of {MAX_JSON_BYTES}",
                 text.len()
@@ -107,7 +107,7 @@ fn append_json(text: &[u8], out: &mut Vec<f32>) -> Result<()> {
     p.pos += 1;
     p.skip_ws();
     if p.peek() == Some(b']') {
-        return Err(Error::new("vector is empty"));
+        return Err(Error::invalid("vector is empty"));
     }
     loop {
         p.skip_ws();
@@ -115,7 +115,7 @@ fn append_json(text: &[u8], out: &mut Vec<f32>) -> Result<()> {
         let x = p.number(index)?;
         let f = x as f32;
         if f.is_infinite() && x.is_finite() {
-            return Err(Error::new(format!(
+            return Err(Error::invalid(format!(
                 "vector element {index} ({x:e}) is out of the float32 range"
             )));
         }
@@ -155,7 +155,7 @@ impl JsonCursor<'_> {
     }
 
     fn error(&self, what: &str) -> Error {
-        Error::new(format!("vector JSON: {what} at character {}", self.pos))
+        Error::invalid(format!("vector JSON: {what} at character {}", self.pos))
     }
 
     fn digits(&mut self) -> usize {
@@ -171,17 +171,17 @@ impl JsonCursor<'_> {
         let from = self.pos;
         match self.peek() {
             Some(b'[') => {
-                return Err(Error::new(format!(
+                return Err(Error::invalid(format!(
                     "vector element {index} is an array: a vector is a flat array of numbers"
                 )))
             }
             Some(b'"') => {
-                return Err(Error::new(format!(
+                return Err(Error::invalid(format!(
                     "vector element {index} is a string, not a number"
                 )))
             }
             Some(b'N' | b'I') => {
-                return Err(Error::new(format!(
+                return Err(Error::invalid(format!(
                     "vector element {index} is NaN or Infinity: only finite numbers are allowed"
                 )))
             }
@@ -189,7 +189,7 @@ impl JsonCursor<'_> {
             _ => {}
         }
         if self.peek() == Some(b'I') {
-            return Err(Error::new(format!(
+            return Err(Error::invalid(format!(
                 "vector element {index} is NaN or Infinity: only finite numbers are allowed"
             )));
         }
@@ -197,7 +197,7 @@ impl JsonCursor<'_> {
         let leading_zero = int_digits > 1 && self.text[self.pos - int_digits] == b'0';
         if int_digits == 0 || leading_zero {
             self.pos = from;
-            return Err(Error::new(format!(
+            return Err(Error::invalid(format!(
                 "vector element {index} is not a number (at character {from})"
             )));
         }
@@ -224,7 +224,7 @@ impl JsonCursor<'_> {
                 if x.is_finite() {
                     Ok(x)
                 } else {
-                    Err(Error::new(format!(
+                    Err(Error::invalid(format!(
                         "vector element {index} ({s}) is out of the float32 range"
                     )))
                 }

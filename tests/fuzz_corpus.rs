@@ -222,7 +222,10 @@ fn run_one(target: &str, what: &str, entry: fn(&[u8]), input: &[u8]) {
     if catch_unwind(AssertUnwindSafe(|| entry(input))).is_err() {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-failures");
         std::fs::create_dir_all(&dir).expect("failure directory");
-        let path = dir.join(format!("{target}-{:016x}", vekter::store::checksum(input)));
+        let path = dir.join(format!(
+            "{target}-{:016x}",
+            vekter::fuzzing::checksum(input)
+        ));
         std::fs::write(&path, input).expect("write failing input");
         panic!(
             "{target}: {what} failed; input ({} bytes) saved as {}",
@@ -242,7 +245,7 @@ fn replay(target: &str, entry: fn(&[u8])) {
     }
     let cases = env_number("VEKTER_FUZZ_CASES", 50_000);
     let seed = env_number("VEKTER_FUZZ_SEED", 0x5eed_f00d);
-    let mut rng = Rng(seed ^ vekter::store::checksum(target.as_bytes()) | 1);
+    let mut rng = Rng(seed ^ vekter::fuzzing::checksum(target.as_bytes()) | 1);
     for case in 0..cases {
         let input = if case % 10 == 9 {
             // Plain random bytes.

@@ -2,8 +2,8 @@
 //! of the aggregated group nearest to `compare_embedding`, so any `WHERE` clause can filter a
 //! search in plain SQL (SPEC §3).
 
-use crate::content::id_value;
-use crate::error::{bail, Error, Result, SQLITE_TOOBIG};
+use crate::catalog::id_value;
+use crate::error::{bail, Result};
 use crate::index::{Index, Metric};
 use crate::json::IdValue;
 use crate::sqlite::{Aggregate, Cell, Context, Output, ValueRef};
@@ -13,11 +13,11 @@ use super::parse_k;
 use super::search::render;
 
 /// The most vector data one group may gather (floats × 4 bytes).
-pub const MAX_GROUP_BYTES: usize = 1 << 30;
+const MAX_GROUP_BYTES: usize = 1 << 30;
 
 /// The group's rows; `SCORES` selects the `_with_scores` output.
 #[derive(Default)]
-pub struct Nearest<const SCORES: bool> {
+pub(crate) struct Nearest<const SCORES: bool> {
     /// `compare_embedding` and `k`, taken from the group's first row.
     query: Option<(Vec<f32>, usize)>,
     ids: Vec<IdValue>,
@@ -39,10 +39,7 @@ impl<const SCORES: bool> Aggregate for Nearest<SCORES> {
             return Ok(());
         }
         if (self.vectors.len() + dim) * 4 > MAX_GROUP_BYTES {
-            return Err(Error::with_code(
-                SQLITE_TOOBIG,
-                format!("the group holds more than {MAX_GROUP_BYTES} bytes of vectors"),
-            ));
+            bail!(TooBig: "the group holds more than {MAX_GROUP_BYTES} bytes of vectors");
         }
         let row = self.rows;
         let got = vector::append(embedding, &mut self.vectors)

@@ -6,12 +6,12 @@ use crate::json;
 use crate::sqlite::{Context, Output, ValueRef};
 use crate::vector;
 
-pub fn encode(_: &Context, args: &[ValueRef]) -> Result<Output> {
+pub(crate) fn encode(_: &Context, args: &[ValueRef]) -> Result<Output> {
     let v = vector::parse(args[0].cell())?;
     Ok(Output::Blob(vector::encode(&v)))
 }
 
-pub fn decode(_: &Context, args: &[ValueRef]) -> Result<Output> {
+pub(crate) fn decode(_: &Context, args: &[ValueRef]) -> Result<Output> {
     let v = vector::parse(args[0].cell())?;
     Ok(Output::Text(json::floats(&v)))
 }

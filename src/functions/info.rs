@@ -5,22 +5,22 @@ use std::sync::atomic::Ordering;
 
 use crate::error::Result;
 use crate::index::faiss_version;
-use crate::registry::registry;
+use crate::plain;
 use crate::sqlite::api::call;
 use crate::sqlite::{Cell, Context, Output, ValueRef};
 
-pub fn version(_: &Context, _: &[ValueRef]) -> Result<Output> {
+pub(crate) fn version(_: &Context, _: &[ValueRef]) -> Result<Output> {
     Ok(Output::Text(env!("CARGO_PKG_VERSION").to_string()))
 }
 
-pub fn debug(_: &Context, _: &[ValueRef]) -> Result<Output> {
+pub(crate) fn debug(_: &Context, _: &[ValueRef]) -> Result<Output> {
     // SAFETY: returns static data.
     let sqlite_version = unsafe {
         CStr::from_ptr(call!(libversion()))
             .to_string_lossy()
             .into_owned()
     };
-    let stats = &registry().stats;
+    let stats = &plain::STATS;
     let info = serde_json::json!({
         "vekter": env!("CARGO_PKG_VERSION"),
         "faiss": faiss_version(),
@@ -33,7 +33,7 @@ pub fn debug(_: &Context, _: &[ValueRef]) -> Result<Output> {
             "os": std::env::consts::OS,
         },
         "registry": {
-            "table_indexes": registry().table_count(),
+            "table_indexes": plain::count(),
             "builds": stats.builds.load(Ordering::Relaxed),
             "checks": stats.checks.load(Ordering::Relaxed),
         },
@@ -43,7 +43,7 @@ pub fn debug(_: &Context, _: &[ValueRef]) -> Result<Output> {
 
 /// `vekter_threads()` reads, `vekter_threads(n)` sets the number of threads FAISS may use to
 /// build, train and add (searches always use one); returns the count in effect.
-pub fn threads(ctx: &Context, args: &[ValueRef]) -> Result<Output> {
+pub(crate) fn threads(ctx: &Context, args: &[ValueRef]) -> Result<Output> {
     let n = match args.first() {
         None => crate::threads::build_threads(),
         // A process-wide setting: not for connections opened read-only, which is how Datasette

@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use sqlite3ext_sys::sqlite3;
 
-use crate::error::{bail, Error, Result, SQLITE_TOOBIG};
+use crate::error::{bail, Error, Result};
 use crate::registry::ConnState;
 use crate::sqlite::{create_aggregate, create_scalar, Cell, Trust};
 
 /// Largest k a search accepts; k beyond the number of rows simply returns every row.
-pub const MAX_K: usize = 100_000;
+pub(crate) const MAX_K: usize = 100_000;
 
 /// Register every function on connection `db`.
-pub fn register(db: *mut sqlite3, state: &Arc<ConnState>) -> Result<()> {
+pub(crate) fn register(db: *mut sqlite3, state: &Arc<ConnState>) -> Result<()> {
     use Trust::{DirectOnly, PureInnocuous};
     create_scalar(db, "faiss_encode", 1, PureInnocuous, codec::encode)?;
     create_scalar(db, "faiss_decode", 1, PureInnocuous, codec::decode)?;
@@ -25,10 +25,11 @@ pub fn register(db: *mut sqlite3, state: &Arc<ConnState>) -> Result<()> {
     create_scalar(db, "vekter_debug", 0, DirectOnly, info::debug)?;
     create_scalar(db, "vekter_threads", 0, DirectOnly, info::threads)?;
     create_scalar(db, "vekter_threads", 1, DirectOnly, info::threads)?;
+    let cache = Arc::new(search::ResolveCache::default());
     for (name, scores) in [("faiss_search", false), ("faiss_search_with_scores", true)] {
-        let state = state.clone();
+        let (state, cache) = (state.clone(), cache.clone());
         create_scalar(db, name, 4, DirectOnly, move |ctx, args| {
-            search::search(ctx, &state, args, scores)
+            search::search(ctx, &state, &cache, args, scores)
         })?;
     }
     create_aggregate::<aggregate::Nearest<false>>(db, "faiss_agg", 4, DirectOnly)?;
@@ -38,7 +39,7 @@ pub fn register(db: *mut sqlite3, state: &Arc<ConnState>) -> Result<()> {
 
 /// The `k` argument: a positive integer (also as integral REAL or as TEXT, which is how
 /// Datasette passes `:k` parameters from its form).
-pub fn parse_k(cell: Cell) -> Result<usize> {
+pub(crate) fn parse_k(cell: Cell) -> Result<usize> {
     let k: i64 = match cell {
         Cell::Integer(k) => k,
         Cell::Real(x) if x.fract() == 0.0 && x.abs() < 1e18 => x as i64,
@@ -57,20 +58,17 @@ pub fn parse_k(cell: Cell) -> Result<usize> {
         bail!("k must be a positive integer, got {k}");
     }
     if k as u64 > MAX_K as u64 {
-        return Err(Error::with_code(
-            SQLITE_TOOBIG,
-            format!("k = {k} is more than the limit of {MAX_K}"),
-        ));
+        bail!(TooBig: "k = {k} is more than the limit of {MAX_K}");
     }
     Ok(k as usize)
 }
 
 /// A TEXT argument such as a database or table name.
-pub fn parse_name<'a>(cell: Cell<'a>, what: &str) -> Result<&'a str> {
+pub(crate) fn parse_name<'a>(cell: Cell<'a>, what: &str) -> Result<&'a str> {
     match cell {
         Cell::Text(_) => cell
             .as_str()
-            .ok_or_else(|| Error::new(format!("{what} name is not valid UTF-8"))),
+            .ok_or_else(|| Error::invalid(format!("{what} name is not valid UTF-8"))),
         other => bail!("{what} must be a name (TEXT), got {}", other.type_name()),
     }
 }

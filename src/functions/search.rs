@@ -1,17 +1,42 @@
 //! `faiss_search(database, table, embedding, k)` and `faiss_search_with_scores(…)` (SPEC §3).
 
-use crate::content::{faiss_table_for, resolve_schema};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::catalog::resolve_schema;
+use crate::engine::{self, search, LiveTable, Meta, Query, SearchParams};
 use crate::error::Result;
 use crate::index::Hit;
 use crate::json::{self, IdValue};
-use crate::live::{LiveTable, Query, SearchParams};
-use crate::registry::{registry, ConnState, Resolved};
+use crate::locks::lock;
+use crate::plain;
+use crate::registry::ConnState;
 use crate::sqlite::{Context, Output, ValueRef};
 use crate::vector;
 
 use super::{parse_k, parse_name};
 
-pub fn search(ctx: &Context, state: &ConnState, args: &[ValueRef], scores: bool) -> Result<Output> {
+/// The index `faiss_search` uses for a table name.
+#[derive(Clone)]
+enum Resolved {
+    /// A plain table: its exact index.
+    Plain,
+    /// A `faiss` table (named or over the table) and what it indexes.
+    Faiss { name: String, meta: Box<Meta> },
+}
+
+/// What `faiss_search(db, table, …)` resolved `table` to on one connection, with the schema
+/// cookie it was resolved under: valid until the schema changes.
+#[derive(Default)]
+pub(crate) struct ResolveCache(Mutex<HashMap<(String, String), (i64, Resolved)>>);
+
+pub(crate) fn search(
+    ctx: &Context,
+    state: &ConnState,
+    cache: &ResolveCache,
+    args: &[ValueRef],
+    scores: bool,
+) -> Result<Output> {
     let database = parse_name(args[0].cell(), "database")?;
     let table = parse_name(args[1].cell(), "table")?;
     let query = vector::parse(args[2].cell()).map_err(|e| e.context("embedding"))?;
@@ -22,26 +47,21 @@ pub fn search(ctx: &Context, state: &ConnState, args: &[ValueRef], scores: bool)
     let held = conn.hold_read(&schema)?;
     let cookie = conn.schema_version(&schema, held.as_ref())?;
     let key = (schema.clone(), table.to_ascii_lowercase());
-    let cached = state
-        .resolved
-        .lock()
-        .expect("cache lock")
-        .get(&key)
-        .cloned();
+    let cached = lock(&cache.0).get(&key).cloned();
     let resolved = match cached {
         Some((c, resolved)) if c == cookie => resolved,
         _ => {
-            let resolved = match faiss_table_for(conn, &schema, table)? {
+            let resolved = match engine::resolve(conn, &schema, table)? {
                 Some(name) => {
-                    let meta = LiveTable::open(conn, &schema, &name)?.meta;
-                    Resolved::Live {
+                    let meta = LiveTable::open(conn, &schema, &name)?.meta().clone();
+                    Resolved::Faiss {
                         name,
                         meta: Box::new(meta),
                     }
                 }
                 None => Resolved::Plain,
             };
-            let mut cache = state.resolved.lock().expect("cache lock");
+            let mut cache = lock(&cache.0);
             if cache.len() > 256 {
                 cache.clear();
             }
@@ -49,8 +69,8 @@ pub fn search(ctx: &Context, state: &ConnState, args: &[ValueRef], scores: bool)
             resolved
         }
     };
-    if let Resolved::Live { name, meta } = resolved {
-        let live = LiveTable::new(conn, &schema, &name, *meta);
+    if let Resolved::Faiss { name, meta } = resolved {
+        let live = LiveTable::with_meta(conn, &schema, &name, *meta);
         let params = SearchParams::default();
         let query = Query {
             vector: &query,
@@ -58,15 +78,13 @@ pub fn search(ctx: &Context, state: &ConnState, args: &[ValueRef], scores: bool)
             filter: None,
             params: &params,
         };
-        let rows = live
-            .nearest(state, &query)
-            .map_err(|e| e.context(format!("faiss table '{name}'")))?;
+        let rows = search::nearest(&live, state, &query).map_err(|e| e.in_table(&name))?;
         let out = json::list(&rows, |out, (_, id, score)| {
             push_result(out, id, *score, scores)
         });
         return Ok(Output::Text(out));
     }
-    let found = registry().table_index(conn, state, &schema, table)?;
+    let found = plain::table_index(conn, state, &schema, table)?;
     let hits = if found.has_vectors() {
         found
             .index
@@ -79,7 +97,7 @@ pub fn search(ctx: &Context, state: &ConnState, args: &[ValueRef], scores: bool)
 }
 
 /// `[id, …]` or `[[id, score], …]`, as datasette-faiss prints them.
-pub fn render(hits: &[Hit], ids: &[IdValue], scores: bool) -> String {
+pub(crate) fn render(hits: &[Hit], ids: &[IdValue], scores: bool) -> String {
     json::list(hits, |out, hit| {
         push_result(out, &ids[hit.label as usize], hit.score, scores)
     })

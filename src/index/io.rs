@@ -1,10 +1,10 @@
-//! FAISS serialization to and from memory. The C API only writes to a `FILE*`, so the bytes go
-//! through `open_memstream` / `fmemopen`, or a `fopencookie` stream over any `std::io::Read`
-//! (no temporary files, no paths).
+//! FAISS serialization to and from memory. The C API only reads and writes a `FILE*`, so the
+//! bytes go out through `open_memstream` and come in through a `fopencookie` stream over any
+//! `std::io::Read` (no temporary files, no paths).
 
 use std::os::raw::{c_char, c_int, c_void};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 
 use super::last_error;
 
@@ -22,7 +22,6 @@ extern "C" {
     fn fopencookie(cookie: *mut c_void, mode: *const c_char, io: CookieIo) -> *mut c_void;
     fn setvbuf(stream: *mut c_void, buf: *mut c_char, mode: c_int, size: usize) -> c_int;
     fn open_memstream(ptr: *mut *mut c_char, size: *mut usize) -> *mut c_void;
-    fn fmemopen(buf: *mut c_void, size: usize, mode: *const c_char) -> *mut c_void;
     fn fclose(stream: *mut c_void) -> c_int;
     fn free(ptr: *mut c_void);
 }
@@ -34,46 +33,23 @@ pub(super) fn write(index: *const faiss_sys::FaissIndex) -> Result<Vec<u8>> {
     unsafe {
         let stream = open_memstream(&mut buf, &mut size);
         if stream.is_null() {
-            return Err(Error::new("cannot open a memory stream"));
+            return Err(Error::of(Kind::Internal, "cannot open a memory stream"));
         }
         let rc = faiss_sys::faiss_write_index(index, stream as *mut faiss_sys::FILE);
         let closed = fclose(stream);
         let result = if rc != 0 {
             Err(last_error())
         } else if closed != 0 || buf.is_null() {
-            Err(Error::new("cannot serialize the index: out of memory"))
+            Err(Error::of(
+                Kind::Internal,
+                "cannot serialize the index: out of memory",
+            ))
         } else {
             Ok(std::slice::from_raw_parts(buf as *const u8, size).to_vec())
         };
         free(buf as *mut c_void);
         result
     }
-}
-
-pub(super) fn read(bytes: &[u8]) -> Result<*mut faiss_sys::FaissIndex> {
-    if bytes.is_empty() {
-        return Err(Error::new("stored index is empty"));
-    }
-    let mut index = std::ptr::null_mut();
-    // SAFETY: "r" streams never write to the buffer; it outlives the stream.
-    unsafe {
-        let stream = fmemopen(bytes.as_ptr() as *mut c_void, bytes.len(), c"r".as_ptr());
-        if stream.is_null() {
-            return Err(Error::new("cannot open a memory stream"));
-        }
-        let rc = faiss_sys::faiss_read_index(stream as *mut faiss_sys::FILE, 0, &mut index);
-        fclose(stream);
-        if rc != 0 {
-            return Err(last_error().context("cannot load the stored index"));
-        }
-        if index.is_null() {
-            // FAISS's `null` tag reads as success with no index; its last error is stale.
-            return Err(Error::new(
-                "stored index is empty (FAISS read a null index)",
-            ));
-        }
-    }
-    Ok(index)
 }
 
 /// What the `fopencookie` read callback works with.
@@ -119,20 +95,24 @@ pub(super) fn read_from(source: &mut dyn std::io::Read) -> Result<*mut faiss_sys
     unsafe {
         let stream = fopencookie(&mut cookie as *mut Cookie as *mut c_void, c"r".as_ptr(), io);
         if stream.is_null() {
-            return Err(Error::new("cannot open a stream for the stored index"));
+            return Err(Error::of(
+                Kind::Internal,
+                "cannot open a stream for the stored index",
+            ));
         }
         setvbuf(stream, std::ptr::null_mut(), IOFBF, 1 << 20);
         let rc = faiss_sys::faiss_read_index(stream as *mut faiss_sys::FILE, 0, &mut index);
         fclose(stream);
         if rc != 0 {
             let e = match cookie.error.take() {
-                Some(why) => Error::new(why),
+                Some(why) => Error::of(Kind::Corrupt, why),
                 None => last_error(),
             };
             return Err(e.context("cannot load the stored index"));
         }
         if index.is_null() {
-            return Err(Error::new(
+            return Err(Error::of(
+                Kind::Corrupt,
                 "stored index is empty (FAISS read a null index)",
             ));
         }

@@ -5,17 +5,18 @@ mod io;
 mod selector;
 
 use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use faiss::index::{FromInnerPtr, IndexImpl, TryClone};
 use faiss::{Index as _, MetricType};
 
-use crate::error::{bail, Error, Result};
+use crate::error::{bail, Error, Kind, Result};
 
-pub use selector::Bitmap;
+pub(crate) use selector::Bitmap;
 
 /// How distances are measured (SPEC §3 score rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
+pub(crate) enum Metric {
     /// Squared Euclidean distance, smaller is nearer (datasette-faiss's default).
     L2,
     /// Inner product, larger is nearer.
@@ -25,7 +26,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub fn parse(name: &str) -> Result<Metric> {
+    pub(crate) fn parse(name: &str) -> Result<Metric> {
         match name.to_ascii_lowercase().as_str() {
             "l2" => Ok(Metric::L2),
             "ip" | "inner_product" => Ok(Metric::InnerProduct),
@@ -34,7 +35,7 @@ impl Metric {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Metric::L2 => "l2",
             Metric::InnerProduct => "ip",
@@ -50,28 +51,37 @@ impl Metric {
     }
 
     /// True when a smaller score is nearer.
-    pub fn ascending(self) -> bool {
+    pub(crate) fn ascending(self) -> bool {
         self == Metric::L2
     }
 }
 
 /// One search result: the FAISS label and its score under the index's metric.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Hit {
-    pub label: i64,
-    pub score: f32,
+pub(crate) struct Hit {
+    pub(crate) label: i64,
+    pub(crate) score: f32,
 }
 
+/// Whether an index's search takes `SearchParameters` (a selector, an nprobe): learnt on the
+/// first search that passes them.
+const PARAMS_UNKNOWN: u8 = 0;
+const PARAMS_TAKEN: u8 = 1;
+const PARAMS_REFUSED: u8 = 2;
+
 /// An owned FAISS index with its dimension and metric.
-pub struct Index {
+pub(crate) struct Index {
     inner: IndexImpl,
     dim: usize,
     metric: Metric,
+    /// `PARAMS_*`: some index types (PQ, LSH, additive quantizers, refine wrappers) refuse
+    /// search parameters; after the first refusal they are searched without, and callers filter.
+    params: AtomicU8,
 }
 
 impl Index {
     /// A new, empty index from a factory string such as `Flat` or `HNSW32`.
-    pub fn new(factory: &str, dim: usize, metric: Metric) -> Result<Self> {
+    pub(crate) fn new(factory: &str, dim: usize, metric: Metric) -> Result<Self> {
         if dim == 0 || dim > crate::vector::MAX_DIM {
             bail!(
                 "dimension {dim} is out of range 1..={}",
@@ -81,27 +91,32 @@ impl Index {
         check_factory(factory)?;
         let inner = faiss::index_factory(dim as u32, factory.trim(), metric.faiss())
             .map_err(|e| faiss_error(e).context(format!("FAISS factory '{factory}'")))?;
-        Ok(Index { inner, dim, metric })
+        Ok(Index::wrap(inner, dim, metric))
     }
 
-    pub fn dim(&self) -> usize {
+    fn wrap(inner: IndexImpl, dim: usize, metric: Metric) -> Index {
+        Index {
+            inner,
+            dim,
+            metric,
+            params: AtomicU8::new(PARAMS_UNKNOWN),
+        }
+    }
+
+    pub(crate) fn dim(&self) -> usize {
         self.dim
     }
 
-    pub fn metric(&self) -> Metric {
-        self.metric
-    }
-
-    pub fn ntotal(&self) -> usize {
+    pub(crate) fn ntotal(&self) -> usize {
         self.inner.ntotal() as usize
     }
 
-    pub fn is_trained(&self) -> bool {
+    pub(crate) fn is_trained(&self) -> bool {
         self.inner.is_trained()
     }
 
     /// Train on `vectors` (row-major, `n × dim`).
-    pub fn train(&mut self, vectors: &[f32]) -> Result<()> {
+    pub(crate) fn train(&mut self, vectors: &[f32]) -> Result<()> {
         if vectors.is_empty() || !vectors.len().is_multiple_of(self.dim) {
             bail!("no training vectors");
         }
@@ -111,20 +126,16 @@ impl Index {
     }
 
     /// The same index with no vectors, keeping what training learnt (for compaction).
-    pub fn empty_copy(&self) -> Result<Index> {
+    pub(crate) fn empty_copy(&self) -> Result<Index> {
         let mut inner = self.inner.try_clone().map_err(faiss_error)?;
         inner.reset().map_err(faiss_error)?;
-        Ok(Index {
-            inner,
-            dim: self.dim,
-            metric: self.metric,
-        })
+        Ok(Index::wrap(inner, self.dim, self.metric))
     }
 
     /// Set a FAISS search parameter (`nprobe`, `efSearch`, …) on the index itself
     /// (`ParameterSpace::set_index_parameter`). Mutates the index: callers hold it exclusively.
-    pub fn set_parameter(&mut self, name: &str, value: f64) -> Result<()> {
-        let c_name = CString::new(name).map_err(|_| Error::new("parameter name has NUL"))?;
+    pub(crate) fn set_parameter(&mut self, name: &str, value: f64) -> Result<()> {
+        let c_name = CString::new(name).map_err(|_| Error::invalid("parameter name has NUL"))?;
         // SAFETY: the space is created, used on our index, and freed here.
         unsafe {
             let mut space = std::ptr::null_mut();
@@ -146,7 +157,7 @@ impl Index {
     }
 
     /// Add vectors (row-major, `n × dim`); they get the labels `ntotal..ntotal + n`.
-    pub fn add(&mut self, vectors: &[f32]) -> Result<()> {
+    pub(crate) fn add(&mut self, vectors: &[f32]) -> Result<()> {
         if !vectors.len().is_multiple_of(self.dim) {
             bail!(
                 "vector buffer is not a whole number of {}-d vectors",
@@ -163,15 +174,16 @@ impl Index {
 
     /// The `k` nearest neighbours of `query`, nearest first; ties keep label order.
     /// Returns fewer than `k` hits when the index holds fewer vectors, never padding.
-    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+    pub(crate) fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         self.search_selected(query, k, None, None)
     }
 
     /// [`search`](Self::search) among the labels whose bit is set in `selected` only
-    /// (FAISS `IDSelectorBitmap` in the search parameters). Fails for index types whose
-    /// search takes no selector; the caller then filters results itself. `nprobe` overrides
-    /// the index's own for this search only (IVF indexes: check [`is_ivf`](Self::is_ivf)).
-    pub fn search_selected(
+    /// (FAISS `IDSelectorBitmap` in the search parameters). Fails with [`Kind::Unsupported`]
+    /// for index types whose search takes no parameters; the caller then filters results
+    /// itself. `nprobe` overrides the index's own for this search only (IVF indexes: check
+    /// [`is_ivf`](Self::is_ivf)).
+    pub(crate) fn search_selected(
         &self,
         query: &[f32],
         k: usize,
@@ -189,6 +201,9 @@ impl Index {
         // Parameters only when a selector or an nprobe asks for them: the plain search (the
         // common case) skips the index-type probe.
         let params = if selected.is_some() || nprobe.is_some() {
+            if self.params.load(Ordering::Relaxed) == PARAMS_REFUSED {
+                bail!(Unsupported: "this index type takes no search parameters");
+            }
             let ivf_nprobe = match (nprobe, self.ivf_nprobe()) {
                 (Some(_), None) => bail!("nprobe applies to IVF indexes only"),
                 (Some(n), Some(_)) => Some(n.max(1)),
@@ -199,27 +214,50 @@ impl Index {
             None
         };
         crate::threads::for_search();
-        // SAFETY: the index is valid; `query` holds one `dim`-vector; both outputs hold `k`;
-        // the parameters (and the bitmap they point to) outlive the call.
-        let rc = unsafe {
-            faiss_sys::faiss_Index_search_with_params(
-                self.inner.inner_ptr(),
-                1,
-                query.as_ptr(),
-                k as i64,
-                params.as_ref().map_or(std::ptr::null(), |p| p.raw()),
-                scores.as_mut_ptr(),
-                labels.as_mut_ptr(),
-            )
-        };
-        if rc != 0 {
-            return Err(last_error());
+        let raw = params.as_ref().map_or(std::ptr::null(), |p| p.raw());
+        if self.raw_search(&query, raw, &mut scores, &mut labels) != 0 {
+            let error = last_error();
+            // The same search without parameters tells whether they were what FAISS refused.
+            if !raw.is_null()
+                && self.raw_search(&query, std::ptr::null(), &mut scores, &mut labels) == 0
+            {
+                self.params.store(PARAMS_REFUSED, Ordering::Relaxed);
+                return Err(error.into_kind(Kind::Unsupported));
+            }
+            return Err(error);
+        }
+        if !raw.is_null() {
+            self.params.store(PARAMS_TAKEN, Ordering::Relaxed);
         }
         Ok(self.collect_hits(&labels, &scores))
     }
 
+    /// One `faiss_Index_search_with_params` call for `scores.len()` neighbours; FAISS's code.
+    fn raw_search(
+        &self,
+        query: &[f32],
+        params: *const faiss_sys::FaissSearchParameters,
+        scores: &mut [f32],
+        labels: &mut [i64],
+    ) -> std::os::raw::c_int {
+        debug_assert!(query.len() == self.dim && scores.len() == labels.len());
+        // SAFETY: the index is valid; `query` holds one `dim`-vector; both outputs hold k;
+        // the parameters (and the bitmap they point to) outlive the call.
+        unsafe {
+            faiss_sys::faiss_Index_search_with_params(
+                self.inner.inner_ptr(),
+                1,
+                query.as_ptr(),
+                scores.len() as i64,
+                params,
+                scores.as_mut_ptr(),
+                labels.as_mut_ptr(),
+            )
+        }
+    }
+
     /// True for IVF indexes (directly or under a transform): they take `nprobe` per search.
-    pub fn is_ivf(&self) -> bool {
+    pub(crate) fn is_ivf(&self) -> bool {
         self.ivf_nprobe().is_some()
     }
 
@@ -239,7 +277,7 @@ impl Index {
     }
 
     /// The exact score of `query` against `vector` under this index's metric.
-    pub fn exact_score(&self, query: &[f32], vector: &[f32]) -> f32 {
+    pub(crate) fn exact_score(&self, query: &[f32], vector: &[f32]) -> f32 {
         match self.metric {
             Metric::L2 => query
                 .iter()
@@ -261,7 +299,7 @@ impl Index {
     }
 
     /// Order hits nearest first, ties by label.
-    pub fn sort_hits(&self, hits: &mut [Hit]) {
+    pub(crate) fn sort_hits(&self, hits: &mut [Hit]) {
         let ascending = self.metric.ascending();
         hits.sort_by(|a, b| {
             let by_score = if ascending {
@@ -273,7 +311,8 @@ impl Index {
         });
     }
 
-    fn check_query(&self, query: &[f32]) -> Result<()> {
+    /// Fail unless `query` has this index's dimension.
+    pub(crate) fn check_query(&self, query: &[f32]) -> Result<()> {
         if query.len() != self.dim {
             bail!(
                 "query vector has {} dimensions but the index has {}",
@@ -314,18 +353,13 @@ impl Index {
 
 impl Index {
     /// The index in FAISS's own serialization format.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>> {
         io::write(self.inner.inner_ptr())
     }
 
-    /// An index from bytes [`to_bytes`](Self::to_bytes) wrote. Only call it on bytes whose
-    /// checksum matched: FAISS's reader trusts its input.
-    pub fn from_bytes(bytes: &[u8], metric: Metric) -> Result<Index> {
-        Self::checked(io::read(bytes)?, metric)
-    }
-
-    /// [`from_bytes`](Self::from_bytes) from a reader that yields the serialization.
-    pub fn from_reader(source: &mut dyn std::io::Read, metric: Metric) -> Result<Index> {
+    /// An index from the bytes [`to_bytes`](Self::to_bytes) wrote, read from `source`. Only
+    /// call it on bytes whose checksum matched: FAISS's reader trusts its input.
+    pub(crate) fn from_reader(source: &mut dyn std::io::Read, metric: Metric) -> Result<Index> {
         Self::checked(io::read_from(source)?, metric)
     }
 
@@ -350,7 +384,7 @@ impl Index {
                 metric.name()
             );
         }
-        Ok(Index { inner, dim, metric })
+        Ok(Index::wrap(inner, dim, metric))
     }
 }
 
@@ -364,7 +398,7 @@ const MAX_CODE_BITS: u64 = 16;
 /// Refuse factory strings FAISS parses but then crashes, hangs or allocates without bound on
 /// (`HNSW0` segfaults, `IVF0,Flat` faults, `OPQ6_0` divides by zero, small `NSG` hangs), and
 /// index types a live index cannot use.
-pub fn check_factory(factory: &str) -> Result<()> {
+pub(crate) fn check_factory(factory: &str) -> Result<()> {
     let f = factory.trim();
     if f.is_empty() || f.len() > 256 || !f.chars().all(|c| c.is_ascii_graphic()) {
         bail!("factory '{factory}' is not a FAISS index_factory string");
@@ -407,7 +441,7 @@ pub fn check_factory(factory: &str) -> Result<()> {
 }
 
 /// The FAISS library version, e.g. `1.12.0`.
-pub fn faiss_version() -> String {
+pub(crate) fn faiss_version() -> String {
     // SAFETY: returns a static NUL-terminated string.
     unsafe { CStr::from_ptr(faiss_sys::faiss_get_version()) }
         .to_string_lossy()
@@ -417,9 +451,9 @@ pub fn faiss_version() -> String {
 fn faiss_error(e: faiss::error::Error) -> Error {
     match e {
         faiss::error::Error::Native(native) => {
-            Error::new(format!("FAISS: {}", clean(native.msg())))
+            Error::of(Kind::Faiss, format!("FAISS: {}", clean(native.msg())))
         }
-        other => Error::new(format!("FAISS: {other}")),
+        other => Error::of(Kind::Faiss, format!("FAISS: {other}")),
     }
 }
 
@@ -450,7 +484,7 @@ pub(crate) fn last_error() -> Error {
             CStr::from_ptr(p).to_string_lossy().into_owned()
         }
     };
-    Error::new(format!("FAISS: {}", clean(&msg)))
+    Error::of(Kind::Faiss, format!("FAISS: {}", clean(&msg)))
 }
 
 #[cfg(test)]
@@ -537,13 +571,32 @@ mod tests {
     }
 
     #[test]
+    fn index_types_that_refuse_search_parameters_say_so() {
+        let mut index = Index::new("PQ2x4", 4, Metric::L2).unwrap();
+        let data: Vec<f32> = (0..4 * 64).map(|i| (i % 17) as f32).collect();
+        index.train(&data).unwrap();
+        index.add(&data).unwrap();
+        let mut some = Bitmap::new(64);
+        some.set(3, true);
+        for _ in 0..2 {
+            let e = index
+                .search_selected(&data[..4], 3, Some(&some), None)
+                .unwrap_err();
+            assert_eq!(e.kind(), Kind::Unsupported, "{}", e.message());
+        }
+        assert_eq!(index.search(&data[..4], 3).unwrap().len(), 3);
+    }
+
+    #[test]
     fn stored_metric_must_match_the_table() {
         let mut index = Index::new("Flat", 2, Metric::L2).unwrap();
         index.add(&[1.0, 2.0]).unwrap();
         let bytes = index.to_bytes().unwrap();
-        assert!(Index::from_bytes(&bytes, Metric::L2).is_ok());
+        assert!(Index::from_reader(&mut bytes.as_slice(), Metric::L2).is_ok());
         for other in [Metric::InnerProduct, Metric::Cosine] {
-            let e = Index::from_bytes(&bytes, other).err().unwrap();
+            let e = Index::from_reader(&mut bytes.as_slice(), other)
+                .err()
+                .unwrap();
             assert!(
                 e.message().contains("the table's metric is"),
                 "{}",

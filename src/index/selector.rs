@@ -8,14 +8,14 @@ use super::last_error;
 /// One bit per label; label `i` is selected when bit `i % 8` of byte `i / 8` is set (FAISS's
 /// `IDSelectorBitmap` layout).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Bitmap {
+pub(crate) struct Bitmap {
     bytes: Vec<u8>,
     len: usize,
 }
 
 impl Bitmap {
     /// `len` labels, all cleared.
-    pub fn new(len: usize) -> Bitmap {
+    pub(crate) fn new(len: usize) -> Bitmap {
         Bitmap {
             bytes: vec![0; len.div_ceil(8)],
             len,
@@ -23,7 +23,7 @@ impl Bitmap {
     }
 
     /// Grow to `len` labels; new labels are set to `value`.
-    pub fn resize(&mut self, len: usize, value: bool) {
+    pub(crate) fn resize(&mut self, len: usize, value: bool) {
         let old = self.len;
         self.bytes.resize(len.div_ceil(8), 0);
         self.len = len;
@@ -34,11 +34,11 @@ impl Bitmap {
         }
     }
 
-    pub fn get(&self, i: usize) -> bool {
+    pub(crate) fn get(&self, i: usize) -> bool {
         i < self.len && self.bytes[i >> 3] & (1 << (i & 7)) != 0
     }
 
-    pub fn set(&mut self, i: usize, value: bool) {
+    pub(crate) fn set(&mut self, i: usize, value: bool) {
         if i < self.len {
             if value {
                 self.bytes[i >> 3] |= 1 << (i & 7);
@@ -48,11 +48,11 @@ impl Bitmap {
         }
     }
 
-    pub fn count_ones(&self) -> usize {
+    pub(crate) fn count_ones(&self) -> usize {
         self.bytes.iter().map(|b| b.count_ones() as usize).sum()
     }
 
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
 }

@@ -12,14 +12,14 @@ static ROUTINES: AtomicPtr<sqlite3_api_routines> = AtomicPtr::new(std::ptr::null
 
 /// Remember the host's routines. Every host process has one SQLite library, so the first
 /// non-null table stays valid for the life of the process.
-pub fn init(p_api: *mut sqlite3_api_routines) {
+pub(crate) fn init(p_api: *mut sqlite3_api_routines) {
     if !p_api.is_null() {
         ROUTINES.store(p_api, Ordering::Release);
     }
 }
 
 /// The host's routines; only valid after [`init`].
-pub fn routines() -> &'static sqlite3_api_routines {
+pub(crate) fn routines() -> &'static sqlite3_api_routines {
     let p = ROUTINES.load(Ordering::Acquire);
     assert!(
         !p.is_null(),
@@ -42,7 +42,7 @@ macro_rules! call {
 pub(crate) use call;
 
 /// `sqlite3_libversion_number()` of the host, e.g. 3040001.
-pub fn libversion_number() -> i32 {
+pub(crate) fn libversion_number() -> i32 {
     // SAFETY: no arguments, pure.
     unsafe { call!(libversion_number()) }
 }

@@ -17,23 +17,23 @@ const SQLITE_FCNTL_DATA_VERSION: c_int = 35;
 
 /// A connection owned by the host; vekter never opens or closes one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conn {
+pub(crate) struct Conn {
     raw: *mut sqlite3,
 }
 
 impl Conn {
     /// # Safety
     /// `raw` must be an open connection for as long as the `Conn` is used.
-    pub unsafe fn from_raw(raw: *mut sqlite3) -> Self {
+    pub(crate) unsafe fn from_raw(raw: *mut sqlite3) -> Self {
         Conn { raw }
     }
 
-    pub fn raw(&self) -> *mut sqlite3 {
+    pub(crate) fn raw(&self) -> *mut sqlite3 {
         self.raw
     }
 
     /// The connection's last error message.
-    pub fn errmsg(&self) -> String {
+    pub(crate) fn errmsg(&self) -> String {
         // SAFETY: valid connection; the message is copied at once.
         unsafe {
             let p = call!(errmsg(self.raw));
@@ -45,8 +45,8 @@ impl Conn {
         }
     }
 
-    pub fn prepare(&self, sql: &str) -> Result<Stmt> {
-        let c_sql = CString::new(sql).map_err(|_| Error::new("SQL text contains NUL"))?;
+    pub(crate) fn prepare(&self, sql: &str) -> Result<Stmt> {
+        let c_sql = CString::new(sql).map_err(|_| Error::invalid("SQL text contains NUL"))?;
         let mut stmt = std::ptr::null_mut();
         // SAFETY: valid connection and NUL-terminated SQL.
         let rc = unsafe {
@@ -59,7 +59,7 @@ impl Conn {
             ))
         };
         if rc != 0 {
-            return Err(Error::with_code(rc, self.errmsg()));
+            return Err(Error::sqlite(rc, self.errmsg()));
         }
         Ok(Stmt {
             raw: stmt,
@@ -70,8 +70,14 @@ impl Conn {
     /// An incremental-I/O handle on `schema.table.column` of row `rowid`, read-only
     /// ([sqlite3_blob_open](https://www.sqlite.org/c3ref/blob_open.html)): SQLite copies
     /// overflow pages straight into the caller's buffer, with no intermediate value.
-    pub fn open_blob(&self, schema: &str, table: &str, column: &str, rowid: i64) -> Result<Blob> {
-        let name = |s: &str| CString::new(s).map_err(|_| Error::new("name contains NUL"));
+    pub(crate) fn open_blob(
+        &self,
+        schema: &str,
+        table: &str,
+        column: &str,
+        rowid: i64,
+    ) -> Result<Blob> {
+        let name = |s: &str| CString::new(s).map_err(|_| Error::invalid("name contains NUL"));
         let (c_schema, c_table, c_column) = (name(schema)?, name(table)?, name(column)?);
         let mut raw = std::ptr::null_mut();
         // SAFETY: valid connection and NUL-terminated names; on failure SQLite sets the handle
@@ -89,13 +95,13 @@ impl Conn {
         };
         let blob = Blob { raw, conn: *self };
         if rc != 0 {
-            return Err(Error::with_code(rc, self.errmsg()));
+            return Err(Error::sqlite(rc, self.errmsg()));
         }
         Ok(blob)
     }
 
     /// Run statements that return no rows.
-    pub fn execute(&self, sql: &str) -> Result<()> {
+    pub(crate) fn execute(&self, sql: &str) -> Result<()> {
         let mut stmt = self.prepare(sql)?;
         while stmt.step()? {}
         Ok(())
@@ -103,7 +109,7 @@ impl Conn {
 
     /// The file of schema `schema` (`main`, `temp`, an attached alias): `None` when there is
     /// no such schema, `Some("")` for in-memory and temporary databases.
-    pub fn db_filename(&self, schema: &str) -> Option<String> {
+    pub(crate) fn db_filename(&self, schema: &str) -> Option<String> {
         let c_schema = CString::new(schema).ok()?;
         // SAFETY: valid connection; the name is copied at once.
         unsafe {
@@ -117,7 +123,7 @@ impl Conn {
     }
 
     /// Rows changed by this connection since it opened, all schemas together.
-    pub fn total_changes(&self) -> i64 {
+    pub(crate) fn total_changes(&self) -> i64 {
         // SAFETY: valid connection.
         unsafe {
             if libversion_number() >= 3_037_000 {
@@ -129,7 +135,7 @@ impl Conn {
     }
 
     /// True outside an explicit transaction.
-    pub fn autocommit(&self) -> bool {
+    pub(crate) fn autocommit(&self) -> bool {
         // SAFETY: valid connection.
         unsafe { call!(get_autocommit(self.raw)) != 0 }
     }
@@ -140,7 +146,7 @@ impl Conn {
     ///
     /// The pager only notices other connections' commits when a read transaction starts, so
     /// one is held (see [`hold_read`](Self::hold_read)) while the version is read.
-    pub fn data_version(&self, schema: &str) -> Option<u32> {
+    pub(crate) fn data_version(&self, schema: &str) -> Option<u32> {
         let _held = self.hold_read(schema).ok()?;
         let c_schema = CString::new(schema).ok()?;
         let mut version: u32 = 0;
@@ -159,8 +165,8 @@ impl Conn {
     /// Make sure one read transaction on `schema` spans what follows, so that several
     /// statements see one snapshot of the database: returns a statement that holds it until
     /// dropped, or `None` when this connection already holds one.
-    pub fn hold_read(&self, schema: &str) -> Result<Option<Stmt>> {
-        let c_schema = CString::new(schema).map_err(|_| Error::new("schema name has NUL"))?;
+    pub(crate) fn hold_read(&self, schema: &str) -> Result<Option<Stmt>> {
+        let c_schema = CString::new(schema).map_err(|_| Error::invalid("schema name has NUL"))?;
         if self.in_read_transaction(&c_schema) {
             return Ok(None);
         }
@@ -176,7 +182,7 @@ impl Conn {
 
     /// The schema cookie of `schema`, which changes with every change to its schema; read
     /// from `held` (a statement [`hold_read`](Self::hold_read) returned) when there is one.
-    pub fn schema_version(&self, schema: &str, held: Option<&Stmt>) -> Result<i64> {
+    pub(crate) fn schema_version(&self, schema: &str, held: Option<&Stmt>) -> Result<i64> {
         let read = |stmt: &Stmt| match stmt.cell(0) {
             Cell::Integer(v) => v,
             _ => -1,
@@ -208,12 +214,12 @@ impl Conn {
 
     /// True when this connection has a write transaction open on `schema`: its uncommitted
     /// writes may be visible to it.
-    pub fn in_write_transaction(&self, schema: &str) -> bool {
+    pub(crate) fn in_write_transaction(&self, schema: &str) -> bool {
         CString::new(schema).map_or(true, |s| self.txn_state(&s) >= 2)
     }
 
     /// True when `schema` is opened read-only.
-    pub fn readonly(&self, schema: &str) -> bool {
+    pub(crate) fn readonly(&self, schema: &str) -> bool {
         let Ok(c_schema) = CString::new(schema) else {
             return true;
         };
@@ -223,7 +229,7 @@ impl Conn {
 }
 
 /// A prepared statement, finalized on drop.
-pub struct Stmt {
+pub(crate) struct Stmt {
     raw: *mut sqlite3_stmt,
     conn: Conn,
 }
@@ -233,11 +239,11 @@ impl Stmt {
         if rc == 0 {
             Ok(())
         } else {
-            Err(Error::with_code(rc, self.conn.errmsg()))
+            Err(Error::sqlite(rc, self.conn.errmsg()))
         }
     }
 
-    pub fn bind_text(&mut self, index: c_int, text: &str) -> Result<()> {
+    pub(crate) fn bind_text(&mut self, index: c_int, text: &str) -> Result<()> {
         // SAFETY: valid statement; SQLITE_TRANSIENT makes SQLite copy the text.
         let rc = unsafe {
             call!(bind_text64(
@@ -255,7 +261,7 @@ impl Stmt {
         self.check(rc)
     }
 
-    pub fn bind_blob(&mut self, index: c_int, blob: &[u8]) -> Result<()> {
+    pub(crate) fn bind_blob(&mut self, index: c_int, blob: &[u8]) -> Result<()> {
         // SAFETY: valid statement; SQLITE_TRANSIENT makes SQLite copy the bytes. A zero-length
         // blob still needs a non-NULL pointer (NULL would bind SQL NULL).
         let rc = unsafe {
@@ -277,14 +283,14 @@ impl Stmt {
         self.check(rc)
     }
 
-    pub fn bind_i64(&mut self, index: c_int, value: i64) -> Result<()> {
+    pub(crate) fn bind_i64(&mut self, index: c_int, value: i64) -> Result<()> {
         // SAFETY: valid statement.
         let rc = unsafe { call!(bind_int64(self.raw, index, value)) };
         self.check(rc)
     }
 
     /// Rewind to run again with new bindings.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         // SAFETY: valid statement; the error (if any) was already reported by step.
         unsafe {
             call!(reset(self.raw));
@@ -292,17 +298,17 @@ impl Stmt {
     }
 
     /// Step once: `true` when a row is ready.
-    pub fn step(&mut self) -> Result<bool> {
+    pub(crate) fn step(&mut self) -> Result<bool> {
         // SAFETY: valid statement.
         match unsafe { call!(step(self.raw)) } {
             SQLITE_ROW => Ok(true),
             SQLITE_DONE => Ok(false),
-            rc => Err(Error::with_code(rc, self.conn.errmsg())),
+            rc => Err(Error::sqlite(rc, self.conn.errmsg())),
         }
     }
 
     /// Column `i` of the current row, borrowed until the next `step`.
-    pub fn cell(&self, i: c_int) -> Cell<'_> {
+    pub(crate) fn cell(&self, i: c_int) -> Cell<'_> {
         let raw = self.raw;
         // SAFETY: valid statement positioned on a row; pointers live until the next step.
         unsafe {
@@ -323,7 +329,7 @@ impl Stmt {
     }
 
     /// Column `i` as text (lossy), or `None` when it is NULL.
-    pub fn text(&self, i: c_int) -> Option<String> {
+    pub(crate) fn text(&self, i: c_int) -> Option<String> {
         match self.cell(i) {
             Cell::Null => None,
             Cell::Text(b) | Cell::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
@@ -346,14 +352,14 @@ impl Drop for Stmt {
 /// are virtual tables: SQLite disconnects them before it checks for unfinalized statements at
 /// `sqlite3_close`, so a cache never makes closing fail.
 #[derive(Default)]
-pub struct StmtCache {
+pub(crate) struct StmtCache {
     stmts: std::cell::RefCell<std::collections::HashMap<String, Stmt>>,
 }
 
 impl StmtCache {
     /// Run `f` on the statement for `sql`, prepared once. Re-entrant: a nested use of the same
     /// SQL prepares its own statement.
-    pub fn with<R>(
+    pub(crate) fn with<R>(
         &self,
         conn: Conn,
         sql: &str,
@@ -372,46 +378,36 @@ impl StmtCache {
 }
 
 /// Quote an SQL identifier: `my "table"` → `"my ""table"""`.
-pub fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// An open BLOB handle, closed on drop.
-pub struct Blob {
+pub(crate) struct Blob {
     raw: *mut sqlite3ext_sys::sqlite3_blob,
     conn: Conn,
 }
 
 impl Blob {
     /// Point the handle at another row of the same table.
-    pub fn reopen(&mut self, rowid: i64) -> Result<()> {
+    pub(crate) fn reopen(&mut self, rowid: i64) -> Result<()> {
         // SAFETY: an open handle.
         let rc = unsafe { call!(blob_reopen(self.raw, rowid)) };
         if rc != 0 {
-            return Err(Error::with_code(rc, self.conn.errmsg()));
+            return Err(Error::sqlite(rc, self.conn.errmsg()));
         }
         Ok(())
     }
 
-    /// The BLOB's size in bytes.
-    pub fn len(&self) -> usize {
-        // SAFETY: an open handle.
-        unsafe { call!(blob_bytes(self.raw)) }.max(0) as usize
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Fill `dest` from byte `offset` of the BLOB.
-    pub fn read(&self, dest: &mut [u8], offset: usize) -> Result<()> {
+    pub(crate) fn read(&self, dest: &mut [u8], offset: usize) -> Result<()> {
         let (Ok(n), Ok(at)) = (c_int::try_from(dest.len()), c_int::try_from(offset)) else {
-            return Err(Error::new("BLOB read out of range"));
+            return Err(Error::invalid("BLOB read out of range"));
         };
         // SAFETY: an open handle; `dest` holds `n` bytes; SQLite checks the range.
         let rc = unsafe { call!(blob_read(self.raw, dest.as_mut_ptr() as *mut c_void, n, at)) };
         if rc != 0 {
-            return Err(Error::with_code(rc, self.conn.errmsg()));
+            return Err(Error::sqlite(rc, self.conn.errmsg()));
         }
         Ok(())
     }

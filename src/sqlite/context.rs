@@ -18,7 +18,7 @@ fn transient() -> sqlite3_destructor_type {
 
 /// The value a function returns to SQL.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Output {
+pub(crate) enum Output {
     Null,
     Integer(i64),
     Real(f64),
@@ -28,28 +28,24 @@ pub enum Output {
 
 /// The `sqlite3_context*` of one function call.
 #[derive(Clone, Copy)]
-pub struct Context {
+pub(crate) struct Context {
     raw: *mut sqlite3_context,
 }
 
 impl Context {
     /// # Safety
     /// `raw` must be the context of the call in progress.
-    pub unsafe fn from_raw(raw: *mut sqlite3_context) -> Self {
+    pub(crate) unsafe fn from_raw(raw: *mut sqlite3_context) -> Self {
         Context { raw }
     }
 
-    pub fn raw(&self) -> *mut sqlite3_context {
-        self.raw
-    }
-
     /// The connection running this call.
-    pub fn conn(&self) -> Conn {
+    pub(crate) fn conn(&self) -> Conn {
         // SAFETY: valid context for the duration of the call.
         unsafe { Conn::from_raw(call!(context_db_handle(self.raw))) }
     }
 
-    pub fn set(&self, output: &Output) {
+    pub(crate) fn set(&self, output: &Output) {
         let ctx = self.raw;
         // SAFETY: valid context; SQLite copies text and blobs (SQLITE_TRANSIENT).
         unsafe {
@@ -74,7 +70,7 @@ impl Context {
         }
     }
 
-    pub fn set_error(&self, error: &Error) {
+    pub(crate) fn set_error(&self, error: &Error) {
         let msg = error.message();
         // SAFETY: valid context; SQLite copies the message.
         unsafe {

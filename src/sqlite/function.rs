@@ -13,7 +13,7 @@ use super::api::call;
 use super::context::{Context, Output};
 use super::guard::guard;
 use super::value::{args, ValueRef};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 
 const SQLITE_UTF8: c_int = 1;
 const SQLITE_DETERMINISTIC: c_int = 0x800;
@@ -22,7 +22,7 @@ const SQLITE_INNOCUOUS: c_int = 0x200000;
 
 /// How much SQLite may trust a function ([Function Flags](https://www.sqlite.org/c3ref/c_deterministic.html)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trust {
+pub(crate) enum Trust {
     /// Pure and harmless: usable in indexes, views, triggers and by untrusted schemas.
     PureInnocuous,
     /// Reads shared state (indexes, the registry): callable only from top-level SQL, never from
@@ -41,11 +41,14 @@ impl Trust {
 }
 
 /// The body of a scalar function.
-pub trait ScalarFn: Fn(&Context, &[ValueRef]) -> Result<Output> + Send + Sync + 'static {}
+pub(crate) trait ScalarFn:
+    Fn(&Context, &[ValueRef]) -> Result<Output> + Send + Sync + 'static
+{
+}
 impl<F: Fn(&Context, &[ValueRef]) -> Result<Output> + Send + Sync + 'static> ScalarFn for F {}
 
 /// Register `f` as `name` taking `n_args` arguments (-1: any number).
-pub fn create_scalar<F: ScalarFn>(
+pub(crate) fn create_scalar<F: ScalarFn>(
     db: *mut sqlite3,
     name: &'static str,
     n_args: c_int,
@@ -109,14 +112,14 @@ unsafe extern "C" fn drop_boxed<T>(p: *mut c_void) {
 }
 
 /// The state of an aggregate over one group of rows.
-pub trait Aggregate: Default + 'static {
+pub(crate) trait Aggregate: Default + 'static {
     fn step(&mut self, ctx: &Context, args: &[ValueRef]) -> Result<()>;
     /// The result; called once, also for a group of zero rows (on a fresh `Default`).
     fn finish(self, ctx: &Context) -> Result<Output>;
 }
 
 /// Register aggregate `A` as `name`.
-pub fn create_aggregate<A: Aggregate>(
+pub(crate) fn create_aggregate<A: Aggregate>(
     db: *mut sqlite3,
     name: &'static str,
     n_args: c_int,
@@ -155,7 +158,7 @@ unsafe extern "C" fn step_trampoline<A: Aggregate>(
     let result = guard(|| {
         let slot = state_slot::<A>(ctx, true);
         if slot.is_null() {
-            return Err(Error::new("out of memory"));
+            return Err(Error::of(Kind::Internal, "out of memory"));
         }
         if (*slot).is_null() {
             *slot = Box::into_raw(Box::<A>::default());
@@ -220,7 +223,7 @@ fn register(
     if rc == 0 {
         Ok(())
     } else {
-        Err(Error::with_code(
+        Err(Error::sqlite(
             rc,
             format!("cannot register function {name}"),
         ))

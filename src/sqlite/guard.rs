@@ -6,10 +6,10 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 
 /// Run `f`, turning a panic into an [`Error`].
-pub fn guard<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
+pub(crate) fn guard<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
         Err(payload) => {
@@ -18,9 +18,10 @@ pub fn guard<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            Err(Error::new(format!(
-                "vekter internal error (please report it): {what}"
-            )))
+            Err(Error::of(
+                Kind::Internal,
+                format!("vekter internal error (please report it): {what}"),
+            ))
         }
     }
 }

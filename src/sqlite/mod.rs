@@ -1,7 +1,7 @@
 //! The only module that touches SQLite's C API: values in, results out, statements,
 //! function registration and the panic guard. Everything above it works with safe types.
 
-pub mod api;
+pub(crate) mod api;
 mod conn;
 mod context;
 mod function;
@@ -9,9 +9,9 @@ mod guard;
 mod value;
 mod vtab;
 
-pub use conn::{quote_ident, Blob, Conn, Stmt, StmtCache};
-pub use context::{Context, Output};
-pub use function::{create_aggregate, create_scalar, Aggregate, Trust};
-pub use guard::guard;
-pub use value::{Cell, ValueRef};
-pub use vtab::{create_module, op, sqlite_string, Constraint, Cursor, IndexInfo, Plan, VTab};
+pub(crate) use conn::{quote_ident, Blob, Conn, StmtCache};
+pub(crate) use context::{Context, Output};
+pub(crate) use function::{create_aggregate, create_scalar, Aggregate, Trust};
+pub(crate) use guard::guard;
+pub(crate) use value::{Cell, ValueRef};
+pub(crate) use vtab::{create_module, op, sqlite_string, Cursor, IndexInfo, Plan, VTab};

@@ -16,7 +16,7 @@ const SQLITE_BLOB: c_int = 4;
 
 /// One SQL value, borrowed for as long as SQLite keeps it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Cell<'a> {
+pub(crate) enum Cell<'a> {
     Null,
     Integer(i64),
     Real(f64),
@@ -27,7 +27,7 @@ pub enum Cell<'a> {
 
 impl<'a> Cell<'a> {
     /// The SQL type name, for error messages.
-    pub fn type_name(self) -> &'static str {
+    pub(crate) fn type_name(self) -> &'static str {
         match self {
             Cell::Null => "NULL",
             Cell::Integer(_) => "INTEGER",
@@ -38,7 +38,7 @@ impl<'a> Cell<'a> {
     }
 
     /// The text as `&str`, or `None` when the cell is not valid UTF-8 text.
-    pub fn as_str(self) -> Option<&'a str> {
+    pub(crate) fn as_str(self) -> Option<&'a str> {
         match self {
             Cell::Text(bytes) => std::str::from_utf8(bytes).ok(),
             _ => None,
@@ -80,7 +80,7 @@ pub(super) fn cell_from_type<'a>(
 /// A protected `sqlite3_value*`: a function argument.
 #[derive(Clone, Copy)]
 #[repr(transparent)]
-pub struct ValueRef<'a> {
+pub(crate) struct ValueRef<'a> {
     raw: *mut sqlite3_value,
     _life: PhantomData<&'a ()>,
 }
@@ -88,7 +88,7 @@ pub struct ValueRef<'a> {
 impl<'a> ValueRef<'a> {
     /// # Safety
     /// `raw` must be a valid protected value for `'a`.
-    pub unsafe fn from_raw(raw: *mut sqlite3_value) -> Self {
+    pub(crate) unsafe fn from_raw(raw: *mut sqlite3_value) -> Self {
         ValueRef {
             raw,
             _life: PhantomData,
@@ -99,7 +99,7 @@ impl<'a> ValueRef<'a> {
         self.raw
     }
 
-    pub fn cell(&self) -> Cell<'a> {
+    pub(crate) fn cell(&self) -> Cell<'a> {
         let raw = self.raw;
         // SAFETY: `raw` is valid for 'a (constructor contract); pointers SQLite returns stay
         // valid until the value changes, which it does not while we borrow it.
@@ -125,7 +125,7 @@ impl<'a> ValueRef<'a> {
 ///
 /// # Safety
 /// `argv` must hold `argc` valid values for `'a`.
-pub unsafe fn args<'a>(argc: c_int, argv: *mut *mut sqlite3_value) -> &'a [ValueRef<'a>] {
+pub(crate) unsafe fn args<'a>(argc: c_int, argv: *mut *mut sqlite3_value) -> &'a [ValueRef<'a>] {
     if argv.is_null() || argc <= 0 {
         return &[];
     }

@@ -17,13 +17,13 @@ use super::conn::Conn;
 use super::context::Context;
 use super::guard::guard;
 use super::value::{args, ValueRef};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 
 /// SQLITE_CONSTRAINT from xBestIndex: "this plan cannot be used", not an error.
 const SQLITE_CONSTRAINT: c_int = 19;
 
 /// A virtual table implementation. `Aux` is the module's client data.
-pub trait VTab: Sized + 'static {
+pub(crate) trait VTab: Sized + 'static {
     type Aux: 'static;
     type Cursor: Cursor<Table = Self>;
 
@@ -45,7 +45,7 @@ pub trait VTab: Sized + 'static {
     fn open(&self) -> Result<Self::Cursor>;
     /// `xUpdate`: `args` as SQLite passes them (argv[0] old rowid, argv[1] new rowid, …).
     fn update(&mut self, _args: &[ValueRef]) -> Result<Option<i64>> {
-        Err(Error::new("this table is read-only"))
+        Err(Error::of(Kind::ReadOnly, "this table is read-only"))
     }
     fn destroy(&mut self) -> Result<()> {
         Ok(())
@@ -56,13 +56,13 @@ pub trait VTab: Sized + 'static {
 }
 
 /// What `best_index` decided.
-pub enum Plan {
+pub(crate) enum Plan {
     Use,
     /// Needed arguments are not usable in this combination: ask SQLite for another plan.
     Unusable,
 }
 
-pub trait Cursor: Sized + 'static {
+pub(crate) trait Cursor: Sized + 'static {
     type Table: VTab;
     fn filter(
         &mut self,
@@ -78,7 +78,7 @@ pub trait Cursor: Sized + 'static {
 }
 
 /// A copy of `msg` in memory SQLite frees with `sqlite3_free`.
-pub fn sqlite_string(msg: &str) -> *mut c_char {
+pub(crate) fn sqlite_string(msg: &str) -> *mut c_char {
     let bytes = msg.as_bytes();
     // SAFETY: sqlite3_malloc returns memory of the requested size or NULL.
     unsafe {
@@ -112,7 +112,7 @@ struct ModuleData<T: VTab> {
 }
 
 /// Register module `name` on `db`.
-pub fn create_module<T: VTab>(conn: Conn, name: &str, aux: T::Aux) -> Result<()> {
+pub(crate) fn create_module<T: VTab>(conn: Conn, name: &str, aux: T::Aux) -> Result<()> {
     let module = sqlite3_module {
         iVersion: 3,
         xCreate: if T::CREATES {
@@ -162,10 +162,7 @@ pub fn create_module<T: VTab>(conn: Conn, name: &str, aux: T::Aux) -> Result<()>
     if rc == 0 {
         Ok(())
     } else {
-        Err(Error::with_code(
-            rc,
-            format!("cannot register module {name}"),
-        ))
+        Err(Error::sqlite(rc, format!("cannot register module {name}")))
     }
 }
 
@@ -206,10 +203,10 @@ unsafe fn construct<T: VTab>(
         } else {
             T::connect(conn, &data.aux, &args)?
         };
-        let c_schema = CString::new(schema).map_err(|_| Error::new("schema has NUL"))?;
+        let c_schema = CString::new(schema).map_err(|_| Error::invalid("schema has NUL"))?;
         let rc = call!(declare_vtab(db, c_schema.as_ptr()));
         if rc != 0 {
-            return Err(Error::with_code(rc, conn.errmsg()));
+            return Err(Error::sqlite(rc, conn.errmsg()));
         }
         if T::DIRECT_ONLY {
             const SQLITE_VTAB_DIRECTONLY: c_int = 3;
@@ -422,33 +419,33 @@ unsafe extern "C" fn x_shadow_name<T: VTab>(name: *const c_char) -> c_int {
 }
 
 /// Operators of [sqlite3_index_info](https://www.sqlite.org/c3ref/index_info.html) constraints.
-pub mod op {
-    pub const EQ: u8 = 2;
-    pub const GT: u8 = 4;
-    pub const LE: u8 = 8;
-    pub const LT: u8 = 16;
-    pub const GE: u8 = 32;
-    pub const LIMIT: u8 = 73;
-    pub const OFFSET: u8 = 74;
+pub(crate) mod op {
+    pub(crate) const EQ: u8 = 2;
+    pub(crate) const GT: u8 = 4;
+    pub(crate) const LE: u8 = 8;
+    pub(crate) const LT: u8 = 16;
+    pub(crate) const GE: u8 = 32;
+    pub(crate) const LIMIT: u8 = 73;
+    pub(crate) const OFFSET: u8 = 74;
 }
 
 /// One WHERE-clause term SQLite offers to the table.
 #[derive(Debug, Clone, Copy)]
-pub struct Constraint {
-    pub index: usize,
+pub(crate) struct Constraint {
+    pub(crate) index: usize,
     /// Column number; -1 is the rowid.
-    pub column: i32,
-    pub op: u8,
-    pub usable: bool,
+    pub(crate) column: i32,
+    pub(crate) op: u8,
+    pub(crate) usable: bool,
 }
 
 /// Safe access to `sqlite3_index_info` during `xBestIndex`.
-pub struct IndexInfo {
+pub(crate) struct IndexInfo {
     raw: *mut sqlite3_index_info,
 }
 
 impl IndexInfo {
-    pub fn constraints(&self) -> Vec<Constraint> {
+    pub(crate) fn constraints(&self) -> Vec<Constraint> {
         // SAFETY: SQLite provides nConstraint entries for the duration of xBestIndex.
         unsafe {
             let info = &*self.raw;
@@ -467,7 +464,7 @@ impl IndexInfo {
     }
 
     /// ORDER BY terms: (column, descending).
-    pub fn order_by(&self) -> Vec<(i32, bool)> {
+    pub(crate) fn order_by(&self) -> Vec<(i32, bool)> {
         // SAFETY: as above, nOrderBy entries.
         unsafe {
             let info = &*self.raw;
@@ -481,7 +478,7 @@ impl IndexInfo {
     }
 
     /// Pass constraint `c`'s value as `xFilter` argument number `argv` (1-based).
-    pub fn use_constraint(&mut self, c: &Constraint, argv: i32, omit: bool) {
+    pub(crate) fn use_constraint(&mut self, c: &Constraint, argv: i32, omit: bool) {
         // SAFETY: index < nConstraint.
         unsafe {
             let usage = &mut *(*self.raw).aConstraintUsage.add(c.index);
@@ -492,7 +489,7 @@ impl IndexInfo {
 
     /// Ask for the whole right-hand side of `rowid IN (…)` at once
     /// ([sqlite3_vtab_in](https://www.sqlite.org/c3ref/vtab_in.html), SQLite 3.38+).
-    pub fn take_in_list(&mut self, c: &Constraint) -> bool {
+    pub(crate) fn take_in_list(&mut self, c: &Constraint) -> bool {
         if libversion_number() < 3_038_000 {
             return false;
         }
@@ -503,7 +500,7 @@ impl IndexInfo {
         }
     }
 
-    pub fn set_plan(&mut self, idx_num: i32, idx_str: &str, cost: f64, rows: i64) {
+    pub(crate) fn set_plan(&mut self, idx_num: i32, idx_str: &str, cost: f64, rows: i64) {
         // SAFETY: valid index_info; the string is allocated with sqlite3_malloc and SQLite
         // frees it (needToFreeIdxStr).
         unsafe {
@@ -516,7 +513,7 @@ impl IndexInfo {
         }
     }
 
-    pub fn set_order_by_consumed(&mut self) {
+    pub(crate) fn set_order_by_consumed(&mut self) {
         // SAFETY: valid index_info.
         unsafe { (*self.raw).orderByConsumed = 1 }
     }
@@ -526,7 +523,7 @@ impl ValueRef<'_> {
     /// Visit the values of an `IN (…)` list passed whole
     /// ([sqlite3_vtab_in_first](https://www.sqlite.org/c3ref/vtab_in_first.html)). Each value
     /// is only valid during its visit: SQLite reuses it for the next one.
-    pub fn for_each_in(&self, mut visit: impl FnMut(super::Cell)) -> Result<()> {
+    pub(crate) fn for_each_in(&self, mut visit: impl FnMut(super::Cell)) -> Result<()> {
         let mut v: *mut sqlite3_value = std::ptr::null_mut();
         // SAFETY: `self` is an IN-list argument of the current xFilter call.
         unsafe {
@@ -536,7 +533,7 @@ impl ValueRef<'_> {
                 rc = call!(vtab_in_next(self.raw(), &mut v));
             }
             if rc != 0 && rc != 101 {
-                return Err(Error::with_code(rc, "cannot read the IN list"));
+                return Err(Error::sqlite(rc, "cannot read the IN list"));
             }
         }
         Ok(())

@@ -9,19 +9,18 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::content::{columns, object_type};
-use crate::error::{bail, Error, Result, SQLITE_READONLY};
-use crate::functions::parse_k;
+use crate::engine::{commands, search, LiveTable, Query, SearchParams, SHADOW_TABLES};
+use crate::error::{bail, Error, Result};
+use crate::functions::{parse_k, MAX_K};
 use crate::json::IdValue;
-use crate::live::{LiveTable, Meta, Query, SearchParams};
-use crate::registry::{registry, ConnState};
+use crate::registry::ConnState;
 use crate::sqlite::{
     op, quote_ident, Cell, Conn, Context, Cursor, IndexInfo, Output, Plan, VTab, ValueRef,
 };
-use crate::store::{Store, SHADOW_TABLES};
 use crate::vector;
 
-use super::options::Options;
+use super::options;
+use super::plan::{Bound, PlanArg, QueryPlan};
 
 const COL_ID: i32 = 0;
 const COL_DISTANCE: i32 = 1;
@@ -29,9 +28,8 @@ const COL_QUERY: i32 = 2;
 const COL_K: i32 = 3;
 const COL_PARAMS: i32 = 4;
 const COL_COMMAND: i32 = 5;
-const SQLITE_CORRUPT_VTAB: i32 = 11 | (1 << 8);
 
-pub struct FaissTable {
+pub(crate) struct FaissTable {
     table: LiveTable,
     state: Arc<ConnState>,
 }
@@ -51,64 +49,6 @@ fn names(args: &[String]) -> Result<(&str, &str)> {
     }
 }
 
-fn check_writable(conn: Conn, schema: &str, what: &str) -> Result<()> {
-    if conn.readonly(schema) {
-        return Err(Error::with_code(
-            SQLITE_READONLY,
-            format!("cannot {what}: database '{schema}' is read-only"),
-        ));
-    }
-    Ok(())
-}
-
-/// The INTEGER PRIMARY KEY column of `table`, or an error saying why it is unfit as content.
-fn content_key(conn: Conn, schema: &str, table: &str) -> Result<String> {
-    match object_type(conn, schema, table)?.as_deref() {
-        Some("table") => {}
-        Some(other) => bail!("content '{table}' is a {other}: it must be an ordinary table"),
-        None => bail!("no content table named '{table}' in database '{schema}'"),
-    }
-    let content = format!("{}.{}", quote_ident(schema), quote_ident(table));
-    if conn
-        .prepare(&format!("SELECT rowid FROM {content} LIMIT 0"))
-        .is_err()
-    {
-        bail!("content table '{table}' is WITHOUT ROWID: faiss tables index rowid tables only");
-    }
-    let mut stmt = conn.prepare(
-        "SELECT name, upper(type) FROM pragma_table_info(?1, ?2) WHERE pk > 0 ORDER BY pk",
-    )?;
-    stmt.bind_text(1, table)?;
-    stmt.bind_text(2, schema)?;
-    let mut keys = Vec::new();
-    while stmt.step()? {
-        keys.push((
-            stmt.text(0).unwrap_or_default(),
-            stmt.text(1).unwrap_or_default(),
-        ));
-    }
-    match keys.as_slice() {
-        [(name, kind)] if kind == "INTEGER" => Ok(name.clone()),
-        _ => bail!(
-            "content table '{table}' has no INTEGER PRIMARY KEY, so VACUUM may renumber its \
-             rowids and the index would point at the wrong rows: add a column such as \
-             `id INTEGER PRIMARY KEY` (faiss_search() works without one)"
-        ),
-    }
-}
-
-fn check_column(have: &[String], table: &str, column: &str, what: &str) -> Result<String> {
-    have.iter()
-        .find(|c| c.eq_ignore_ascii_case(column))
-        .cloned()
-        .ok_or_else(|| {
-            Error::new(format!(
-                "{what} column '{column}' is not in table '{table}' (it has: {})",
-                have.join(", ")
-            ))
-        })
-}
-
 impl VTab for FaissTable {
     type Aux = Arc<ConnState>;
     type Cursor = FaissCursor;
@@ -117,53 +57,8 @@ impl VTab for FaissTable {
 
     fn create(conn: Conn, aux: &Arc<ConnState>, args: &[String]) -> Result<(String, Self)> {
         let (schema, name) = names(args)?;
-        let options = Options::parse(&args[3..]).map_err(|e| e.context("faiss"))?;
-        check_writable(conn, schema, "create a faiss table")?;
-        let pk = content_key(conn, schema, &options.content)?;
-        let have = columns(conn, schema, &options.content)?;
-        let column = check_column(&have, &options.content, &options.column, "vector")?;
-        let id_column = options
-            .id
-            .as_deref()
-            .map(|id| check_column(&have, &options.content, id, "id"))
-            .transpose()?;
-        let mut meta = Meta {
-            content: options.content.clone(),
-            column,
-            id_column,
-            pk,
-            factory: options.factory.clone(),
-            metric: options.metric,
-            dim: options.dim.unwrap_or(0),
-            params: options.params.clone(),
-            train_size: options.train_size,
-        };
-        let store = Store::new(conn, schema, name);
-        if store.content_table()?.is_some() {
-            bail!("faiss: triggers named {name}_vekter_* already exist");
-        }
-        let mut table = LiveTable::new(conn, schema, name, meta.clone());
-        let data_dim = table.first_dim()?;
-        meta.dim = match (options.dim, data_dim) {
-            (Some(d), Some(found)) if d != found => bail!(
-                "dim = {d}, but the vectors in {} have {found} dimensions",
-                options.content
-            ),
-            (Some(d), _) | (None, Some(d)) => d,
-            (None, None) => bail!(
-                "{} has no vectors to tell the dimension: add dim = N to the options",
-                options.content
-            ),
-        };
-        table.meta = meta;
-        store.create_tables()?;
-        store.set_config(&table.meta.to_config())?;
-        let built = table
-            .build()
-            .map_err(|e| e.context(format!("faiss table '{name}'")))?;
-        table.save(&built, built.applied_seq)?;
-        store.create_triggers(&table.meta.content, &table.meta.column, &table.meta.pk)?;
-        registry().publish(aux, &table, built);
+        let definition = options::parse(&args[3..]).map_err(|e| e.context("faiss"))?;
+        let table = commands::create(conn, aux, (schema, name), &definition)?;
         Ok((
             declaration(name),
             FaissTable {
@@ -186,56 +81,54 @@ impl VTab for FaissTable {
     }
 
     fn best_index(&self, info: &mut IndexInfo) -> Result<Plan> {
-        let mut plan = String::new();
-        let mut argv = 0;
-        let mut has_query = false;
+        let ascending = self.table.meta().metric.ascending();
+        let mut plan = QueryPlan::default();
         for c in info.constraints() {
             // Distance bounds on the nearer side keep a prefix of the nearest-first results,
             // so filtering the k results is what SQL would do (and LIMIT can still be k).
-            let ascending = self.table.meta.metric.ascending();
-            let kind = match (c.column, c.op) {
-                (COL_QUERY, op::EQ) => 'q',
-                (COL_K, op::EQ) => 'k',
-                (COL_PARAMS, op::EQ) => 'p',
-                (-1, op::EQ) => '=',
-                (_, op::LIMIT) => 'l',
-                (_, op::OFFSET) => 'o',
-                (COL_DISTANCE, op::LT) if ascending => '<',
-                (COL_DISTANCE, op::LE) if ascending => '[',
-                (COL_DISTANCE, op::GT) if !ascending => '>',
-                (COL_DISTANCE, op::GE) if !ascending => ']',
+            let arg = match (c.column, c.op) {
+                (COL_QUERY, op::EQ) => PlanArg::Query,
+                (COL_K, op::EQ) => PlanArg::K,
+                (COL_PARAMS, op::EQ) => PlanArg::Params,
+                (-1, op::EQ) => PlanArg::Rowid,
+                (_, op::LIMIT) => PlanArg::Limit,
+                (_, op::OFFSET) => PlanArg::Offset,
+                (COL_DISTANCE, op::LT) if ascending => PlanArg::Distance(Bound::Lt),
+                (COL_DISTANCE, op::LE) if ascending => PlanArg::Distance(Bound::Le),
+                (COL_DISTANCE, op::GT) if !ascending => PlanArg::Distance(Bound::Gt),
+                (COL_DISTANCE, op::GE) if !ascending => PlanArg::Distance(Bound::Ge),
                 _ => continue,
             };
             if !c.usable {
-                if kind == 'q' {
+                if arg == PlanArg::Query {
                     return Ok(Plan::Unusable);
                 }
                 continue;
             }
-            let kind = if kind == '=' && info.take_in_list(&c) {
-                'i'
-            } else if kind == '='
-                && c.op == op::EQ
-                && crate::sqlite::api::libversion_number() < 3_038_000
-            {
+            let arg = if arg == PlanArg::Rowid && info.take_in_list(&c) {
+                PlanArg::RowidIn
+            } else if arg == PlanArg::Rowid && crate::sqlite::api::libversion_number() < 3_038_000 {
                 // Without whole-list IN support an IN would arrive one value per call and
                 // yield wrong top-k sets: leave rowid terms to SQLite.
                 continue;
             } else {
-                kind
+                arg
             };
-            has_query |= kind == 'q';
-            argv += 1;
-            plan.push(kind);
-            info.use_constraint(&c, argv, kind != 'l' && kind != 'o');
+            plan.0.push(arg);
+            let omit = !matches!(arg, PlanArg::Limit | PlanArg::Offset);
+            info.use_constraint(&c, plan.0.len() as i32, omit);
         }
         if let [(COL_DISTANCE, desc)] = info.order_by().as_slice() {
-            if *desc != self.table.meta.metric.ascending() {
+            if *desc != ascending {
                 info.set_order_by_consumed();
             }
         }
-        let cost = if has_query { 10.0 } else { 1e12 };
-        info.set_plan(0, &plan, cost, 10);
+        let cost = if plan.0.contains(&PlanArg::Query) {
+            10.0
+        } else {
+            1e12
+        };
+        info.set_plan(0, &plan.encode(), cost, 10);
         Ok(Plan::Use)
     }
 
@@ -246,207 +139,84 @@ impl VTab for FaissTable {
     fn update(&mut self, args: &[ValueRef]) -> Result<Option<i64>> {
         let command = args.get(2 + COL_COMMAND as usize).map(|v| v.cell());
         let is_insert = args.len() > 1 && args[0].cell() == Cell::Null;
+        let (t, state) = (&self.table, &self.state);
         match (is_insert, command) {
-            (true, Some(Cell::Text(text))) => {
-                let text = String::from_utf8_lossy(text).to_string();
-                self.command(text.trim())?;
-                Ok(None)
-            }
+            (true, Some(Cell::Text(text))) => match String::from_utf8_lossy(text).trim() {
+                "rebuild" => commands::rebuild(t, state)?,
+                "optimize" => commands::optimize(t, state)?,
+                "integrity-check" => commands::integrity_check(t, state)?,
+                other => bail!(
+                    "unknown command '{other}' for faiss table '{}': use 'rebuild', 'optimize' \
+                     or 'integrity-check'",
+                    t.name()
+                ),
+            },
             _ => bail!(
                 "faiss table '{}' is an index over '{}': write to '{}' instead. Commands: \
                  INSERT INTO {0}({0}) VALUES ('rebuild' | 'optimize' | 'integrity-check')",
-                self.table.name,
-                self.table.meta.content,
-                self.table.meta.content
+                t.name(),
+                t.meta().content,
+                t.meta().content
             ),
         }
+        Ok(None)
     }
 
     fn destroy(&mut self) -> Result<()> {
-        let t = &self.table;
-        t.store().drop_all()?;
-        registry().forget(&self.state, t.conn, &t.schema, &t.name);
-        Ok(())
+        commands::destroy(&self.table, &self.state)
     }
 
     fn rename(&mut self, new_name: &str) -> Result<()> {
-        let t = &self.table;
-        t.store()
-            .rename(new_name, &t.meta.content, &t.meta.column, &t.meta.pk)?;
-        registry().forget(&self.state, t.conn, &t.schema, &t.name);
-        self.table.name = new_name.to_string();
-        Ok(())
-    }
-}
-
-impl FaissTable {
-    fn command(&self, command: &str) -> Result<()> {
-        let t = &self.table;
-        match command {
-            "rebuild" => {
-                check_writable(t.conn, &t.schema, "rebuild")?;
-                let built = t.build()?;
-                t.save(&built, built.applied_seq)?;
-                registry().publish(&self.state, t, built);
-                Ok(())
-            }
-            "optimize" => {
-                check_writable(t.conn, &t.schema, "optimize")?;
-                let seq = t.store().max_seq()?;
-                let indexable = t.content_rows()?.good.len();
-                // Saved as it is when it is current and clean; otherwise compacted. Either way
-                // only a read lock is held, so searches go on meanwhile.
-                let empty = registry().with_live(&self.state, t, false, |state, overlay| {
-                    let s = state.get();
-                    let clean = overlay.is_empty()
-                        && s.dead_count() == 0
-                        && s.live_count() == indexable
-                        && s.applied_seq == seq;
-                    if clean {
-                        t.save(s, seq)?;
-                        return Ok(None);
-                    }
-                    s.index.empty_copy().map(Some)
-                })?;
-                if let Some(empty) = empty {
-                    let compact = t.compact(empty)?;
-                    t.save(&compact, seq)?;
-                    registry().publish(&self.state, t, compact);
-                }
-                Ok(())
-            }
-            "integrity-check" => self.integrity_check(),
-            other => bail!(
-                "unknown command '{other}' for faiss table '{}': use 'rebuild', 'optimize' or \
-                 'integrity-check'",
-                t.name
-            ),
-        }
-    }
-
-    /// Index and content agree, and the stored snapshot is intact; otherwise an error that
-    /// says where not.
-    fn integrity_check(&self) -> Result<()> {
-        let t = &self.table;
-        let corrupt = |what: String| {
-            Error::with_code(
-                SQLITE_CORRUPT_VTAB,
-                format!("faiss table '{}' integrity-check failed: {what}", t.name),
-            )
-        };
-        let store = t.store();
-        let config = store.config()?;
-        store
-            .open_snapshot(&config)
-            .map_err(|e| corrupt(e.message().to_string()))?;
-        let crate::live::ContentRows {
-            good: expected,
-            bad,
-        } = t.content_rows()?;
-        registry().with_live(&self.state, t, false, |state, overlay| {
-            let s = state.get();
-            let mut indexed: HashSet<i64> = s.rowids().into_iter().collect();
-            overlay.apply_to(&mut indexed);
-            let missing: Vec<i64> = expected
-                .iter()
-                .filter(|r| !indexed.contains(r))
-                .copied()
-                .collect();
-            let expected: HashSet<i64> = expected.into_iter().collect();
-            let extra: Vec<i64> = indexed
-                .iter()
-                .filter(|r| !expected.contains(r))
-                .copied()
-                .collect();
-            let mut problems = Vec::new();
-            if let Some((rowid, why)) = bad.first() {
-                problems.push(format!(
-                    "{} content rows have a vector that cannot be indexed (row {rowid}: {why})",
-                    bad.len()
-                ));
-            }
-            if !missing.is_empty() {
-                problems.push(format!(
-                    "{} content rows are not in the index (rowids {})",
-                    missing.len(),
-                    sample(&missing)
-                ));
-            }
-            if !extra.is_empty() {
-                problems.push(format!(
-                    "{} indexed rowids are not in the content table (rowids {})",
-                    extra.len(),
-                    sample(&extra)
-                ));
-            }
-            if problems.is_empty() {
-                Ok(())
-            } else {
-                Err(corrupt(problems.join("; ")))
-            }
-        })
-    }
-}
-
-fn sample(rowids: &[i64]) -> String {
-    let mut v = rowids.to_vec();
-    v.sort_unstable();
-    let shown: Vec<String> = v.iter().take(5).map(|r| r.to_string()).collect();
-    if v.len() > 5 {
-        format!("{}, …", shown.join(", "))
-    } else {
-        shown.join(", ")
-    }
-}
-
-/// `faiss table 'x': …` in front of an error that does not name the table yet.
-fn named(e: Error, table: &str) -> Error {
-    if e.message().starts_with("faiss table") {
-        e
-    } else {
-        e.context(format!("faiss table '{table}'"))
+        commands::rename(&mut self.table, &self.state, new_name)
     }
 }
 
 #[derive(Default)]
-pub struct FaissCursor {
-    rows: Vec<(i64, IdValue, f32)>,
+pub(crate) struct FaissCursor {
+    rows: Vec<search::Found>,
     pos: usize,
 }
 
 /// The decoded `xFilter` arguments.
 struct Request {
-    query: Option<Vec<f32>>,
-    k: Option<usize>,
+    query: Vec<f32>,
+    k: usize,
     params: SearchParams,
     filter: Option<HashSet<i64>>,
-    /// Distance bounds from the WHERE clause: (`<` `[` `>` `]`, value).
-    bounds: Vec<(char, f64)>,
+    /// Distance bounds from the WHERE clause.
+    bounds: Vec<(Bound, f64)>,
 }
 
-fn parse_request(plan: &str, args: &[ValueRef], table: &str, content: &str) -> Result<Request> {
-    let mut request = Request {
-        query: None,
-        k: None,
-        params: SearchParams::default(),
-        filter: None,
-        bounds: Vec::new(),
-    };
-    let mut limit = None;
-    let mut offset = 0usize;
-    for (kind, arg) in plan.chars().zip(args) {
-        match kind {
-            'q' => request.query = Some(vector::parse(arg.cell()).map_err(|e| e.context("query"))?),
-            'k' => request.k = Some(parse_k(arg.cell())?),
-            'l' => limit = Some(parse_k(arg.cell()).map_err(|e| e.context("LIMIT"))?),
-            'o' => {
-                offset = match arg.cell() {
+/// What `rowid = v` would match: integers, integral reals, integer text.
+fn rowid_of(cell: Cell) -> Option<i64> {
+    match cell {
+        Cell::Integer(i) => Some(i),
+        Cell::Real(x) if x.fract() == 0.0 => Some(x as i64),
+        Cell::Text(_) => cell.as_str().and_then(|t| t.trim().parse().ok()),
+        _ => None,
+    }
+}
+
+fn parse_request(plan: &QueryPlan, args: &[ValueRef], table: &LiveTable) -> Result<Request> {
+    let (mut query, mut k, mut limit, mut offset) = (None, None, None, 0usize);
+    let mut params = SearchParams::default();
+    let mut filter: Option<HashSet<i64>> = None;
+    let mut bounds = Vec::new();
+    for (arg, value) in plan.0.iter().zip(args) {
+        match arg {
+            PlanArg::Query => {
+                query = Some(vector::parse(value.cell()).map_err(|e| e.context("query"))?)
+            }
+            PlanArg::K => k = Some(parse_k(value.cell())?),
+            PlanArg::Limit => limit = Some(parse_k(value.cell()).map_err(|e| e.context("LIMIT"))?),
+            PlanArg::Offset => {
+                offset = match value.cell() {
                     Cell::Integer(o) if o >= 0 => o as usize,
                     _ => 0,
                 }
             }
-            '<' | '[' | '>' | ']' => {
-                let bound = match arg.cell() {
+            PlanArg::Distance(bound) => {
+                let b = match value.cell() {
                     Cell::Integer(i) => i as f64,
                     Cell::Real(x) => x,
                     other => bail!(
@@ -454,61 +224,54 @@ fn parse_request(plan: &str, args: &[ValueRef], table: &str, content: &str) -> R
                         other.type_name()
                     ),
                 };
-                request.bounds.push((kind, bound));
+                bounds.push((*bound, b));
             }
-            'p' => {
-                request.params = match arg.cell() {
+            PlanArg::Params => {
+                params = match value.cell() {
                     Cell::Null => SearchParams::default(),
                     cell => SearchParams::parse(cell.as_str().ok_or_else(|| {
-                        Error::new("params must be TEXT such as 'nprobe=16,rerank=2'")
+                        Error::invalid("params must be TEXT such as 'nprobe=16,rerank=2'")
                     })?)?,
                 }
             }
-            '=' | 'i' => {
+            PlanArg::Rowid | PlanArg::RowidIn => {
                 let mut set = HashSet::new();
-                // What `rowid = v` would match: integers, integral reals, integer text.
-                let mut add = |cell: Cell| match cell {
-                    Cell::Integer(i) => {
-                        set.insert(i);
-                    }
-                    Cell::Real(x) if x.fract() == 0.0 => {
-                        set.insert(x as i64);
-                    }
-                    Cell::Text(_) => {
-                        if let Some(i) = cell.as_str().and_then(|t| t.trim().parse().ok()) {
-                            set.insert(i);
-                        }
-                    }
-                    _ => {}
-                };
-                if kind == 'i' {
-                    arg.for_each_in(&mut add)?;
+                if *arg == PlanArg::RowidIn {
+                    value.for_each_in(|cell| set.extend(rowid_of(cell)))?;
                 } else {
-                    add(arg.cell());
+                    set.extend(rowid_of(value.cell()));
                 }
-                request.filter = Some(match request.filter.take() {
+                filter = Some(match filter.take() {
                     Some(prev) => prev.intersection(&set).copied().collect(),
                     None => set,
                 });
             }
-            _ => bail!("internal: unknown plan step '{kind}'"),
         }
     }
+    let name = table.name();
+    let Some(query) = query else {
+        return Err(Error::invalid(format!(
+            "faiss table '{name}' needs a query vector: SELECT … FROM {name} WHERE query = \
+             :vector AND k = 10, or SELECT … FROM {name}(:vector, 10). It cannot be written: \
+             write to its content table '{}' instead",
+            table.meta().content
+        ))
+        .naming_table());
+    };
     // SQLite skips OFFSET rows itself: fetch them too.
-    request.k = request
-        .k
-        .or(limit.map(|l| (l + offset).min(crate::functions::MAX_K)));
-    if request.query.is_none() {
-        bail!(
-            "faiss table '{table}' needs a query vector: SELECT … FROM {table} WHERE query = \
-             :vector AND k = 10, or SELECT … FROM {table}(:vector, 10). It cannot be written: \
-             write to its content table '{content}' instead"
-        );
-    }
-    if request.k.is_none() {
-        bail!("faiss table '{table}' needs k: add AND k = 10 (or LIMIT 10 on SQLite 3.41+)");
-    }
-    Ok(request)
+    let Some(k) = k.or(limit.map(|l| (l + offset).min(MAX_K))) else {
+        return Err(Error::invalid(format!(
+            "faiss table '{name}' needs k: add AND k = 10 (or LIMIT 10 on SQLite 3.41+)"
+        ))
+        .naming_table());
+    };
+    Ok(Request {
+        query,
+        k,
+        params,
+        filter,
+        bounds,
+    })
 }
 
 impl Cursor for FaissCursor {
@@ -522,26 +285,18 @@ impl Cursor for FaissCursor {
         args: &[ValueRef],
     ) -> Result<()> {
         let t = &table.table;
-        let request = parse_request(idx_str.unwrap_or(""), args, &t.name, &t.meta.content)
-            .map_err(|e| named(e, &t.name))?;
-        let (vector, k) = (request.query.expect("checked"), request.k.expect("checked"));
+        let plan = QueryPlan::parse(idx_str.unwrap_or(""))?;
+        let request = parse_request(&plan, args, t).map_err(|e| e.in_table(t.name()))?;
         let query = Query {
-            vector: &vector,
-            k,
+            vector: &request.query,
+            k: request.k,
             filter: request.filter.as_ref(),
             params: &request.params,
         };
-        self.rows = t
-            .nearest(&table.state, &query)
-            .map_err(|e| named(e, &t.name))?;
+        self.rows = search::nearest(t, &table.state, &query).map_err(|e| e.in_table(t.name()))?;
         self.rows.retain(|(_, _, score)| {
             let d = *score as f64;
-            request.bounds.iter().all(|&(kind, b)| match kind {
-                '<' => d < b,
-                '[' => d <= b,
-                '>' => d > b,
-                _ => d >= b,
-            })
+            request.bounds.iter().all(|&(bound, b)| bound.admits(d, b))
         });
         self.pos = 0;
         Ok(())
@@ -577,6 +332,6 @@ impl Cursor for FaissCursor {
 }
 
 /// Register the `faiss` module on a connection.
-pub fn register(conn: Conn, state: &Arc<ConnState>) -> Result<()> {
+pub(crate) fn register(conn: Conn, state: &Arc<ConnState>) -> Result<()> {
     crate::sqlite::create_module::<FaissTable>(conn, "faiss", state.clone())
 }

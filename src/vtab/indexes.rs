@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
-use crate::content::database_files;
+use crate::catalog::database_files;
+use crate::engine::{shared, Meta};
 use crate::error::Result;
-use crate::registry::{registry, ConnState, DbKey};
+use crate::plain;
+use crate::registry::{ConnState, DbKey, IndexKey};
 use crate::sqlite::{Conn, Context, Cursor, IndexInfo, Output, Plan, VTab, ValueRef};
 
-pub struct IndexesTable {
+pub(crate) struct IndexesTable {
     conn: Conn,
     state: Arc<ConnState>,
 }
@@ -50,7 +52,7 @@ impl VTab for IndexesTable {
 }
 
 #[derive(Default)]
-pub struct IndexesCursor {
+pub(crate) struct IndexesCursor {
     rows: Vec<Vec<Output>>,
     pos: usize,
 }
@@ -66,51 +68,58 @@ impl Cursor for IndexesCursor {
         _: &[ValueRef],
     ) -> Result<()> {
         let files = database_files(table.conn)?;
-        self.rows = registry()
-            .list()
-            .into_iter()
-            .filter_map(|l| {
-                let database = match &l.key.db {
-                    DbKey::File(path) => files.iter().find(|(_, f)| f == path)?.0.clone(),
-                    DbKey::Private { conn, schema } if *conn == table.state.id() => schema.clone(),
-                    DbKey::Private { .. } => return None,
-                };
-                let text = |s: &str| Output::Text(s.to_string());
-                let (content, column, factory, metric) = match &l.meta {
-                    Some(m) => (
-                        text(&m.content),
-                        text(&m.column),
-                        text(&m.factory),
-                        text(m.metric.name()),
-                    ),
-                    None => (
-                        text(&l.key.name),
-                        text("embedding"),
-                        text("Flat"),
-                        text("l2"),
-                    ),
-                };
-                Some(vec![
-                    Output::Text(database),
-                    text(&l.key.name),
-                    content,
-                    column,
-                    factory,
-                    metric,
-                    Output::Integer(l.dim as i64),
-                    Output::Integer(l.ntotal as i64),
-                    Output::Integer(l.bytes as i64),
-                    Output::Integer(l.pending),
-                    Output::Integer(l.dead as i64),
-                    Output::Integer(l.loads as i64),
-                    text(if l.meta.is_some() {
-                        "live"
-                    } else {
-                        "exact, from table"
-                    }),
-                ])
-            })
-            .collect();
+        // Which schema of this connection an index's database is, if any.
+        let database = |key: &IndexKey| match &key.db {
+            DbKey::File(path) => files.iter().find(|(_, f)| f == path).map(|f| f.0.clone()),
+            DbKey::Private { conn, schema } if *conn == table.state.id() => Some(schema.clone()),
+            DbKey::Private { .. } => None,
+        };
+        let text = |s: &str| Output::Text(s.to_string());
+        let describe = |meta: Option<&Meta>, name: &str| match meta {
+            Some(m) => [
+                text(&m.content),
+                text(&m.column),
+                text(&m.factory),
+                text(m.metric.name()),
+            ],
+            None => [text(name), text("embedding"), text("Flat"), text("l2")],
+        };
+        let mut rows = Vec::new();
+        for l in plain::list() {
+            let Some(db) = database(&l.key) else { continue };
+            let mut row = vec![Output::Text(db), text(&l.key.name)];
+            row.extend(describe(None, &l.key.name));
+            row.extend([
+                Output::Integer(l.dim as i64),
+                Output::Integer(l.ntotal as i64),
+                Output::Integer(l.bytes as i64),
+                Output::Integer(0),
+                Output::Integer(0),
+                Output::Integer(0),
+                text("exact, from table"),
+            ]);
+            rows.push(row);
+        }
+        for l in shared::list() {
+            let Some(db) = database(&l.key) else { continue };
+            let mut row = vec![Output::Text(db), text(&l.key.name)];
+            row.extend(describe(l.meta.as_ref(), &l.key.name));
+            row.extend([
+                Output::Integer(l.dim as i64),
+                Output::Integer(l.ntotal as i64),
+                Output::Integer(l.bytes as i64),
+                Output::Integer(l.pending),
+                Output::Integer(l.dead as i64),
+                Output::Integer(l.loads as i64),
+                text(if l.meta.is_some() {
+                    "live"
+                } else {
+                    "exact, from table"
+                }),
+            ]);
+            rows.push(row);
+        }
+        self.rows = rows;
         self.rows
             .sort_by(|a, b| format!("{:?}", &a[..2]).cmp(&format!("{:?}", &b[..2])));
         self.pos = 0;
@@ -136,6 +145,6 @@ impl Cursor for IndexesCursor {
     }
 }
 
-pub fn register(conn: Conn, state: &Arc<ConnState>) -> Result<()> {
+pub(crate) fn register(conn: Conn, state: &Arc<ConnState>) -> Result<()> {
     crate::sqlite::create_module::<IndexesTable>(conn, "faiss_indexes", state.clone())
 }

@@ -1,11 +1,10 @@
 //! Virtual tables: `faiss` (one index over a content table) and `faiss_indexes` (what the
-//! process holds).
+//! process holds). `plan` is the `faiss` table's query-plan encoding, `options` its arguments.
 
-pub mod faiss;
+mod faiss;
 mod indexes;
-pub mod options;
-
-pub use options::Options;
+pub(crate) mod options;
+mod plan;
 
 use std::sync::Arc;
 
@@ -14,7 +13,7 @@ use crate::registry::ConnState;
 use crate::sqlite::Conn;
 
 /// Register both modules on a connection.
-pub fn register(conn: Conn, state: &Arc<ConnState>) -> Result<()> {
+pub(crate) fn register(conn: Conn, state: &Arc<ConnState>) -> Result<()> {
     faiss::register(conn, state)?;
     indexes::register(conn, state)
 }

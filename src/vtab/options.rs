@@ -1,25 +1,13 @@
-//! The arguments of `CREATE VIRTUAL TABLE … USING faiss(key = value, …)`.
+//! The arguments of `CREATE VIRTUAL TABLE … USING faiss(key = value, …)`, parsed into the
+//! engine's [`Definition`].
 
+use crate::engine::{Definition, SearchParams, DEFAULT_TRAIN_SIZE};
 use crate::error::{bail, Result};
 use crate::index::Metric;
-use crate::live::{SearchParams, DEFAULT_TRAIN_SIZE};
 use crate::vector::MAX_DIM;
 
 /// Largest training sample accepted (rows).
-pub const MAX_TRAIN_SIZE: usize = 10_000_000;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Options {
-    pub content: String,
-    pub column: String,
-    /// `None`: the rowid is the id.
-    pub id: Option<String>,
-    pub factory: String,
-    pub metric: Metric,
-    pub train_size: usize,
-    pub params: SearchParams,
-    pub dim: Option<usize>,
-}
+pub(crate) const MAX_TRAIN_SIZE: usize = 10_000_000;
 
 const KEYS: &str = "content, column, id, factory, metric, train_size, params, dim";
 
@@ -40,82 +28,79 @@ fn unquote(value: &str) -> String {
     v.to_string()
 }
 
-impl Options {
-    /// Parse the module arguments (everything after module, schema and table names).
-    pub fn parse(args: &[String]) -> Result<Options> {
-        let mut content = None;
-        let mut column = None;
-        let mut id = None;
-        let mut factory = None;
-        let mut metric = None;
-        let mut train_size = None;
-        let mut params = None;
-        let mut dim = None;
-        for arg in args {
-            let Some((key, value)) = arg.split_once('=') else {
-                bail!("argument '{arg}' is not key = value (keys: {KEYS})");
-            };
-            let key = key.trim().to_ascii_lowercase();
-            let value = unquote(value);
-            if value.is_empty() {
-                bail!("option {key} has an empty value");
-            }
-            let slot: &mut Option<String> = match key.as_str() {
-                "content" => &mut content,
-                "column" => &mut column,
-                "id" => &mut id,
-                "factory" => &mut factory,
-                "metric" => &mut metric,
-                "train_size" => &mut train_size,
-                "params" => &mut params,
-                "dim" => &mut dim,
-                other => bail!("unknown option '{other}' (options: {KEYS})"),
-            };
-            if slot.replace(value).is_some() {
-                bail!("option {key} is given twice");
-            }
-        }
-        let Some(content) = content else {
-            bail!("the content option is required: faiss(content = <table>, …)");
+/// Parse the module arguments (everything after module, schema and table names).
+pub(crate) fn parse(args: &[String]) -> Result<Definition> {
+    let mut content = None;
+    let mut column = None;
+    let mut id = None;
+    let mut factory = None;
+    let mut metric = None;
+    let mut train_size = None;
+    let mut params = None;
+    let mut dim = None;
+    for arg in args {
+        let Some((key, value)) = arg.split_once('=') else {
+            bail!("argument '{arg}' is not key = value (keys: {KEYS})");
         };
-        let factory = factory.unwrap_or_else(|| "Flat".to_string());
-        if factory.len() > 256 || factory.contains('\0') {
-            bail!("factory string is too long");
+        let key = key.trim().to_ascii_lowercase();
+        let value = unquote(value);
+        if value.is_empty() {
+            bail!("option {key} has an empty value");
         }
-        let number = |key: &str, value: Option<String>, max: usize| -> Result<Option<usize>> {
-            match value {
-                None => Ok(None),
-                Some(v) => match v.parse::<usize>() {
-                    Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
-                    _ => bail!("{key} = {v}: must be an integer from 1 to {max}"),
-                },
-            }
+        let slot: &mut Option<String> = match key.as_str() {
+            "content" => &mut content,
+            "column" => &mut column,
+            "id" => &mut id,
+            "factory" => &mut factory,
+            "metric" => &mut metric,
+            "train_size" => &mut train_size,
+            "params" => &mut params,
+            "dim" => &mut dim,
+            other => bail!("unknown option '{other}' (options: {KEYS})"),
         };
-        Ok(Options {
-            content,
-            column: column.unwrap_or_else(|| "embedding".to_string()),
-            id: id.filter(|i| !i.eq_ignore_ascii_case("rowid")),
-            factory,
-            metric: metric.as_deref().map_or(Ok(Metric::L2), Metric::parse)?,
-            train_size: number("train_size", train_size, MAX_TRAIN_SIZE)?
-                .unwrap_or(DEFAULT_TRAIN_SIZE),
-            params: SearchParams::parse(params.as_deref().unwrap_or(""))?,
-            dim: number("dim", dim, MAX_DIM)?,
-        })
+        if slot.replace(value).is_some() {
+            bail!("option {key} is given twice");
+        }
     }
+    let Some(content) = content else {
+        bail!("the content option is required: faiss(content = <table>, …)");
+    };
+    let factory = factory.unwrap_or_else(|| "Flat".to_string());
+    if factory.len() > 256 || factory.contains('\0') {
+        bail!("factory string is too long");
+    }
+    let number = |key: &str, value: Option<String>, max: usize| -> Result<Option<usize>> {
+        match value {
+            None => Ok(None),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+                _ => bail!("{key} = {v}: must be an integer from 1 to {max}"),
+            },
+        }
+    };
+    Ok(Definition {
+        content,
+        column: column.unwrap_or_else(|| "embedding".to_string()),
+        id: id.filter(|i| !i.eq_ignore_ascii_case("rowid")),
+        factory,
+        metric: metric.as_deref().map_or(Ok(Metric::L2), Metric::parse)?,
+        train_size: number("train_size", train_size, MAX_TRAIN_SIZE)?.unwrap_or(DEFAULT_TRAIN_SIZE),
+        params: SearchParams::parse(params.as_deref().unwrap_or(""))?,
+        dim: number("dim", dim, MAX_DIM)?,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Options> {
-        Options::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    fn parse_strs(args: &[&str]) -> Result<Definition> {
+        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
     #[test]
     fn parses_all_options() {
-        let o = parse(&[
+        let o = parse_strs(&[
             "content = docs",
             " column=\"vec\"",
             "id = doc_id",
@@ -134,13 +119,13 @@ mod tests {
         assert_eq!(o.train_size, 100);
         assert_eq!(o.params.rerank, Some(3));
         assert_eq!(o.dim, Some(8));
-        let d = parse(&["content=[my docs]", "id=rowid"]).unwrap();
+        let d = parse_strs(&["content=[my docs]", "id=rowid"]).unwrap();
         assert_eq!(
             (d.content.as_str(), d.column.as_str(), d.id),
             ("my docs", "embedding", None)
         );
         assert_eq!(d.factory, "Flat");
-        assert_eq!(parse(&["content='it''s'"]).unwrap().content, "it's");
+        assert_eq!(parse_strs(&["content='it''s'"]).unwrap().content, "it's");
     }
 
     #[test]
@@ -157,7 +142,7 @@ mod tests {
             (&["content"][..], "not key = value"),
             (&["content="][..], "empty value"),
         ] {
-            let e = parse(args).unwrap_err();
+            let e = parse_strs(args).unwrap_err();
             assert!(e.message().contains(needle), "{args:?}: {}", e.message());
         }
     }

@@ -1,0 +1,176 @@
+//! `<name>_chunks`: the snapshot payload stored in 4 MiB chunks (no value near SQLite's 1 GB
+//! limit), and the verified reader that loading goes through. Nothing is handed out before the
+//! chunk sequence, every length and the checksum agree with what `config` recorded.
+
+use crate::error::{bail, Error, Result};
+use crate::sqlite::{Blob, Cell, Conn};
+
+use super::super::config::SnapshotRecord;
+use super::super::shadow::{Shadow, ShadowTable};
+use super::checksum::{checksum, Checksum};
+use super::Source;
+
+/// Snapshot chunk size: far below SQLite's 1 GB blob limit, large enough to keep rows few.
+pub(crate) const CHUNK_BYTES: usize = 4 << 20;
+
+fn hex(sum: u64) -> String {
+    format!("{sum:016x}")
+}
+
+/// Replace the stored snapshot with `payload`; returns what `config` must record about it.
+pub(crate) fn write(shadow: &Shadow, payload: &[u8]) -> Result<SnapshotRecord> {
+    let table = shadow.table(ShadowTable::Chunks);
+    let conn = shadow.conn();
+    conn.execute(&format!("DELETE FROM {table}"))?;
+    let mut stmt = conn.prepare(&format!(
+        "INSERT INTO {table} (chunk, data) VALUES (?1, ?2)"
+    ))?;
+    let mut chunks = 0i64;
+    for piece in payload.chunks(CHUNK_BYTES) {
+        stmt.bind_i64(1, chunks)?;
+        stmt.bind_blob(2, piece)?;
+        while stmt.step()? {}
+        stmt.reset();
+        chunks += 1;
+    }
+    Ok(SnapshotRecord {
+        bytes: payload.len(),
+        chunks,
+        checksum: hex(checksum(payload)),
+    })
+}
+
+/// The stored snapshot, verified against `record`, for reading piece by piece: loading a
+/// 500 MB index then needs no 500 MB buffer beside the one FAISS fills. Reads afterwards run in
+/// the caller's read transaction, so they see the verified bytes.
+pub(crate) fn open(shadow: &Shadow, record: &SnapshotRecord) -> Result<StoredSnapshot> {
+    let SnapshotRecord {
+        bytes: want_bytes,
+        chunks: want_chunks,
+        checksum: want_sum,
+    } = record;
+    let (want_bytes, want_chunks) = (*want_bytes, *want_chunks);
+    if want_bytes.div_ceil(CHUNK_BYTES) as i64 != want_chunks {
+        bail!(Corrupt: "snapshot of {want_bytes} bytes cannot span {want_chunks} chunks");
+    }
+    check_lengths(shadow, want_bytes, want_chunks).map_err(Error::damaged_if_schema)?;
+    let mut snapshot = StoredSnapshot {
+        conn: shadow.conn(),
+        schema: shadow.schema().to_string(),
+        table: shadow.table_name(ShadowTable::Chunks),
+        len: want_bytes,
+        blob: None,
+    };
+    let mut sum = Checksum::new(want_bytes);
+    let mut buf = vec![0u8; CHUNK_BYTES.min(want_bytes)];
+    for (i, at) in (0..want_bytes).step_by(CHUNK_BYTES).enumerate() {
+        let piece = &mut buf[..CHUNK_BYTES.min(want_bytes - at)];
+        snapshot.read_chunk(i as i64, 0, piece)?;
+        sum.update(piece);
+    }
+    let sum = hex(sum.finish());
+    if &sum != want_sum {
+        bail!(Corrupt: "snapshot checksum {sum} does not match the recorded {want_sum}");
+    }
+    Ok(snapshot)
+}
+
+/// The chunks' numbers, types and `length()`s (SQLite answers `length()` of a BLOB without
+/// reading it): every chunk but the last holds exactly `CHUNK_BYTES`, as [`write`] wrote them.
+fn check_lengths(shadow: &Shadow, want_bytes: usize, want_chunks: i64) -> Result<()> {
+    let mut stmt = shadow.conn().prepare(&format!(
+        "SELECT chunk, typeof(data), length(data) FROM {} ORDER BY chunk",
+        shadow.table(ShadowTable::Chunks)
+    ))?;
+    let (mut expect, mut total) = (0i64, 0usize);
+    while stmt.step()? {
+        let chunk = match stmt.cell(0) {
+            Cell::Integer(i) => i,
+            _ => -1,
+        };
+        if chunk != expect {
+            bail!(Corrupt: "snapshot chunk {expect} is missing");
+        }
+        let kind = stmt.text(1).unwrap_or_default();
+        if kind != "blob" {
+            bail!(Corrupt:
+                "snapshot chunk {chunk} is {}, not a BLOB",
+                kind.to_uppercase()
+            );
+        }
+        let len = match stmt.cell(2) {
+            Cell::Integer(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            _ => usize::MAX,
+        };
+        total = total.saturating_add(len);
+        if total > want_bytes {
+            bail!(Corrupt: "snapshot is longer than the {want_bytes} bytes recorded");
+        }
+        if len != CHUNK_BYTES && total != want_bytes {
+            bail!(Corrupt: "snapshot chunk {chunk} holds {len} bytes, not {CHUNK_BYTES}");
+        }
+        expect += 1;
+    }
+    if expect != want_chunks || total != want_bytes {
+        bail!(Corrupt:
+            "snapshot has {expect} chunks and {total} bytes, {want_chunks} chunks and \
+             {want_bytes} bytes were written"
+        );
+    }
+    Ok(())
+}
+
+/// A verified stored snapshot (see [`open`]), read through incremental BLOB I/O.
+pub(crate) struct StoredSnapshot {
+    conn: Conn,
+    schema: String,
+    table: String,
+    len: usize,
+    /// The chunk whose BLOB is open.
+    blob: Option<(i64, Blob)>,
+}
+
+impl StoredSnapshot {
+    fn read_chunk(&mut self, chunk: i64, within: usize, dest: &mut [u8]) -> Result<()> {
+        match &mut self.blob {
+            Some((current, _)) if *current == chunk => {}
+            Some((current, blob)) => {
+                blob.reopen(chunk).map_err(Error::damaged_if_schema)?;
+                *current = chunk;
+            }
+            None => {
+                let blob = self
+                    .conn
+                    .open_blob(&self.schema, &self.table, "data", chunk)
+                    .map_err(Error::damaged_if_schema)?;
+                self.blob = Some((chunk, blob));
+            }
+        }
+        let (_, blob) = self.blob.as_ref().expect("opened above");
+        blob.read(dest, within)
+    }
+}
+
+impl Source for StoredSnapshot {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read_at(&mut self, offset: usize, dest: &mut [u8]) -> Result<()> {
+        if offset
+            .checked_add(dest.len())
+            .is_none_or(|end| end > self.len)
+        {
+            bail!(Corrupt: "read past the end of the snapshot");
+        }
+        let (mut at, mut done) = (offset, 0);
+        while done < dest.len() {
+            let (chunk, within) = (at / CHUNK_BYTES, at % CHUNK_BYTES);
+            let n = (CHUNK_BYTES - within).min(dest.len() - done);
+            self.read_chunk(chunk as i64, within, &mut dest[done..done + n])?;
+            at += n;
+            done += n;
+        }
+        Ok(())
+    }
+}
