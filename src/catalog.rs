@@ -1,6 +1,6 @@
 //! What the connection's schemas hold: which schema a `database` argument names, which tables
-//! and columns exist, and which `faiss` table indexes a table (read from `sqlite_master` and the
-//! table pragmas).
+//! and columns exist, and ids as SQL returns them (read from `sqlite_master` and the table
+//! pragmas).
 
 use crate::error::{bail, Error, Kind, Result};
 use crate::json::IdValue;

@@ -36,9 +36,9 @@ pub(crate) enum Kind {
     Sqlite(c_int),
     /// A bug in vekter: a caught panic or a broken invariant.
     Internal,
-    /// A write of several statements failed half-way. It becomes `SQLITE_IOERR`, one of the
+    /// A command's save (several writes) failed half-way. It becomes `SQLITE_IOERR`, one of the
     /// codes on which SQLite rolls back the whole transaction (as on a full disk), so the
-    /// half-written state can never be committed.
+    /// half-written state can never be committed (`engine::atomic`).
     HalfWritten,
 }
 
@@ -124,8 +124,8 @@ impl Error {
         }
     }
 
-    /// The error of a multi-statement write that stopped half-way: one that makes SQLite roll
-    /// back the transaction (see [`Kind::HalfWritten`]). Errors whose code already does so
+    /// The error of a command's save that stopped half-way: one that makes SQLite roll back the
+    /// transaction (see [`Kind::HalfWritten`]). Errors whose code already does so
     /// (NOMEM, IOERR, INTERRUPT, FULL) keep it.
     pub(crate) fn half_written(self) -> Self {
         let rolls_back = matches!(

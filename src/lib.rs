@@ -8,6 +8,7 @@
 //! (what the schemas hold) → `index` (the only FAISS caller); `vector` and `json` are the
 //! codecs; `sqlite` is the only module that touches SQLite's C API. ARCHITECTURE.md has the map.
 
+mod args;
 mod catalog;
 mod engine;
 mod error;

@@ -1,10 +1,12 @@
 //! Failure injection (feature `failpoints`, tantivy's failpoints are the model): a save is three
-//! writes (snapshot chunks, config, log truncation) and a sync mutates the shared index under its
-//! lock. Whatever fails between those steps — an error or a panic — the statement fails with an
-//! error, the database is exactly as it was before it, and the index goes on answering exactly.
+//! writes (snapshot chunks, config, log truncation), DROP and RENAME are several, and a sync
+//! mutates the shared index under its lock. Whatever fails between those steps — an error or a
+//! panic — the statement fails with an error, the database is exactly as it was before it (in
+//! autocommit mode and inside BEGIN … COMMIT), and the index goes on answering exactly.
 //!
 //! vekter runs here in-process from the library crate with its failpoints armed, on the SQLite
 //! that `sqlite3ext-sys` compiles in, loaded through `sqlite3_auto_extension` as any host would.
+//! What is stored is also checked by another process: the sqlite3 shell with `dist/vekter.so`.
 
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int};
@@ -224,9 +226,31 @@ fn assert_healthy(db: &Db) {
     }
 }
 
+/// What another process makes of the file: the sqlite3 shell with the built `dist/vekter.so`
+/// loads the stored snapshot (it has no state in memory) and checks it against the content.
+fn assert_stored_sound(path: &std::path::Path) {
+    let lib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/vekter");
+    assert!(
+        lib.with_extension("so").exists(),
+        "dist/vekter.so is missing: run `make build` first"
+    );
+    let out = std::process::Command::new("sqlite3")
+        .arg(path)
+        .arg(format!(".load {}", lib.display()))
+        .arg("INSERT INTO idx(idx) VALUES ('integrity-check');")
+        .arg("SELECT count(*) > 0 FROM idx(X'0000803F0000803F0000803F0000803F', 3);")
+        .output()
+        .expect("the sqlite3 shell runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.trim() == "1",
+        "{path:?}: {text}"
+    );
+}
+
 /// Some writes for `optimize` to fold in: deletes, an update, inserts of new ids.
 fn write_some(db: &Db, round: i64) {
-    static NEXT_ID: AtomicI64 = AtomicI64::new(10_000);
     db.exec(&format!("DELETE FROM docs WHERE id % 17 = {}", round % 17))
         .unwrap();
     let moved = blob(&vector(1000 + round));
@@ -235,6 +259,12 @@ fn write_some(db: &Db, round: i64) {
         20 + round
     ))
     .unwrap();
+    insert_some(db);
+}
+
+/// Inserts only: after a search has applied them, `optimize` saves the index as it is.
+fn insert_some(db: &Db) {
+    static NEXT_ID: AtomicI64 = AtomicI64::new(10_000);
     for _ in 0..5 {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         db.exec(&format!(
@@ -245,68 +275,75 @@ fn write_some(db: &Db, round: i64) {
     }
 }
 
+/// Run `statement` with `point` armed to do `action`; its error.
+fn fail_at(db: &Db, point: &str, action: Action, statement: &str) -> String {
+    arm(point, action);
+    let result = db.exec(statement);
+    disarm();
+    result.expect_err("the statement must fail")
+}
+
+const NO_TRANSACTION: &str = "cannot commit - no transaction is active";
+
+/// The commands, and the writes before each: `optimize` after writes that leave tombstones
+/// (it compacts), `optimize` after inserts a search applied (it saves the index as it is), and
+/// `rebuild`.
+const COMMANDS: [(&str, bool); 3] = [("optimize", true), ("optimize", false), ("rebuild", true)];
+
+fn prepare(db: &Db, tombstones: bool, round: i64) {
+    if tombstones {
+        write_some(db, round);
+    } else {
+        db.exec("INSERT INTO idx(idx) VALUES ('rebuild')").unwrap();
+        insert_some(db);
+    }
+    assert_exact(db, 3);
+}
+
 #[test]
-fn a_save_that_fails_at_any_step_leaves_nothing_behind() {
+fn a_command_whose_save_fails_at_any_step_leaves_nothing_behind() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (path, db) = setup(&dir, "save.db");
-    let saves = &POINTS[..3];
-    for (round, point) in saves.iter().enumerate() {
+    let mut round = 0;
+    for point in &POINTS[..3] {
         for action in [Action::Error, Action::Panic] {
-            for command in ["optimize", "rebuild"] {
-                write_some(&db, round as i64);
-                assert_exact(&db, 3);
+            for (command, tombstones) in COMMANDS {
+                round += 1;
+                let statement = format!("INSERT INTO idx(idx) VALUES ('{command}')");
+                let case = format!("{command} (tombstones: {tombstones}) at {point} ({action:?})");
+                // In autocommit mode.
+                prepare(&db, tombstones, round);
                 let before = stored(&db);
-                arm(point, action);
-                let result = db.exec(&format!("INSERT INTO idx(idx) VALUES ('{command}')"));
-                disarm();
-                let e = result.expect_err("the command must fail");
-                assert!(
-                    e.contains(&format!("failpoint {point}")),
-                    "{command} at {point}: {e}"
-                );
-                assert_eq!(
-                    stored(&db),
-                    before,
-                    "{command} failing at {point} ({action:?}) left a trace"
-                );
-                // The same connection, a new one, and the command run again all see a sound index.
+                let e = fail_at(&db, point, action, &statement);
+                assert!(e.contains(&format!("failpoint {point}")), "{case}: {e}");
+                assert_eq!(stored(&db), before, "{case} left a trace");
                 assert_healthy(&db);
-                assert_healthy(&Db::open(&path));
-                db.exec(&format!("INSERT INTO idx(idx) VALUES ('{command}')"))
+                assert_stored_sound(&path);
+                // Inside a transaction: SQLite keeps the nested writes of a failed INSERT into a
+                // virtual table, so the failure rolls the whole transaction back, as a full disk
+                // would; a half-written snapshot is never committed.
+                prepare(&db, tombstones, round);
+                let before = stored(&db);
+                db.exec("BEGIN").unwrap();
+                db.exec("INSERT INTO docs VALUES (50000, X'0000803F0000803F0000803F0000803F')")
                     .unwrap();
+                let e = fail_at(&db, point, action, &statement);
+                assert!(e.contains(&format!("failpoint {point}")), "{case}: {e}");
+                assert_eq!(db.exec("COMMIT").unwrap_err(), NO_TRANSACTION, "{case}");
+                assert_eq!(stored(&db), before, "{case} in a transaction left a trace");
+                assert!(db.ok("SELECT id FROM docs WHERE id = 50000").is_empty());
+                assert_healthy(&db);
+                // And the command then works.
+                db.exec(&statement).unwrap();
                 assert_eq!(
                     db.ok("SELECT count(*) FROM idx_changes"),
                     vec![vec!["0".to_string()]]
                 );
                 assert_healthy(&db);
+                assert_stored_sound(&path);
             }
         }
-    }
-    // Inside an explicit transaction SQLite keeps a failed statement's nested writes, so a
-    // save that fails half-way rolls the whole transaction back (as a full disk would): a
-    // half-written snapshot can never be committed.
-    for point in saves {
-        write_some(&db, 9);
-        let before = stored(&db);
-        db.exec("BEGIN").unwrap();
-        db.exec("INSERT INTO docs VALUES (50000, X'0000803F0000803F0000803F0000803F')")
-            .unwrap();
-        arm(point, Action::Error);
-        let failed = db.exec("INSERT INTO idx(idx) VALUES ('optimize')");
-        disarm();
-        assert!(failed.unwrap_err().contains(point));
-        assert_eq!(
-            db.exec("COMMIT").unwrap_err(),
-            "cannot commit - no transaction is active"
-        );
-        assert_eq!(
-            stored(&db),
-            before,
-            "{point}: the transaction is rolled back whole"
-        );
-        assert!(db.ok("SELECT id FROM docs WHERE id = 50000").is_empty());
-        assert_healthy(&db);
     }
 }
 
@@ -316,120 +353,71 @@ fn a_create_that_fails_at_any_step_leaves_no_table() {
     let dir = tempfile::tempdir().unwrap();
     let (_, db) = setup(&dir, "create.db");
     let schema = || db.ok("SELECT type, name FROM sqlite_master ORDER BY name");
+    let create = "CREATE VIRTUAL TABLE idx2 USING faiss(content = docs, factory = 'HNSW8')";
     let before = schema();
     for point in &POINTS[..3] {
         for action in [Action::Error, Action::Panic] {
-            arm(point, action);
-            let result =
-                db.exec("CREATE VIRTUAL TABLE idx2 USING faiss(content = docs, factory = 'HNSW8')");
-            disarm();
-            let e = result.expect_err("create must fail");
-            assert!(e.contains("failpoint"), "{point}: {e}");
+            let e = fail_at(&db, point, action, create);
+            assert!(e.contains(&format!("failpoint {point}")), "{point}: {e}");
             assert_eq!(
                 schema(),
                 before,
                 "a failed create at {point} ({action:?}) left objects"
             );
+            // Inside a transaction SQLite undoes the failed CREATE alone (its statement journal).
+            db.exec("BEGIN").unwrap();
+            db.exec("CREATE TABLE other (x)").unwrap();
+            let e = fail_at(&db, point, action, create);
+            assert!(e.contains(&format!("failpoint {point}")), "{point}: {e}");
+            db.exec("COMMIT").unwrap();
+            db.exec("DROP TABLE other").unwrap();
+            assert_eq!(schema(), before, "{point} ({action:?}) in a transaction");
         }
     }
-    // The same inside an explicit transaction: it is rolled back whole.
-    for point in &POINTS[..3] {
-        db.exec("BEGIN").unwrap();
-        db.exec("CREATE TABLE other (x)").unwrap();
-        arm(point, Action::Error);
-        let result =
-            db.exec("CREATE VIRTUAL TABLE idx2 USING faiss(content = docs, factory = 'HNSW8')");
-        disarm();
-        assert!(result.unwrap_err().contains(point));
-        assert!(
-            db.exec("COMMIT").is_err(),
-            "{point}: the transaction is gone"
-        );
-        assert_eq!(schema(), before, "{point}");
-    }
-    // A failure before anything is written (training) only fails the statement.
+    // A failure before anything is written (training) fails the statement alone too.
     db.exec("BEGIN").unwrap();
-    db.exec("CREATE TABLE other (x)").unwrap();
     let e = db
         .exec("CREATE VIRTUAL TABLE idx2 USING faiss(content = docs, factory = 'IVF4096,Flat')")
         .unwrap_err();
     assert!(e.contains("Number of training points"), "{e}");
     db.exec("COMMIT").unwrap();
-    db.exec("DROP TABLE other").unwrap();
     assert_eq!(schema(), before);
-    db.exec("CREATE VIRTUAL TABLE idx2 USING faiss(content = docs, factory = 'HNSW8')")
-        .unwrap();
+    db.exec(create).unwrap();
     db.exec("INSERT INTO idx2(idx2) VALUES ('integrity-check')")
         .unwrap();
-}
-
-#[test]
-fn a_panic_while_the_index_is_being_changed_does_not_brick_it() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let (path, db) = setup(&dir, "apply.db");
-    assert_exact(&db, 0);
-    let writer = Db::open(&path);
-    for (round, action) in [Action::Panic, Action::Error, Action::Panic]
-        .into_iter()
-        .enumerate()
-    {
-        // Another connection's committed writes: the next search applies them to the shared
-        // index under its write lock, where the failpoint strikes half-way.
-        write_some(&writer, round as i64);
-        arm("apply:vectors-added", action);
-        let q = blob(&vector(5));
-        let failed = db.query(&format!(
-            "SELECT rowid FROM idx WHERE query = {q} AND k = 5"
-        ));
-        disarm();
-        let e = failed.expect_err("the search must fail");
-        assert!(e.contains("failpoint apply:vectors-added"), "{e}");
-        if action == Action::Panic {
-            assert!(e.contains("internal error"), "{e}");
-        }
-        // The index is usable at once, from this connection and others, and exact.
-        assert_healthy(&db);
-        assert_healthy(&writer);
-    }
-    // Loads counted in faiss_indexes: the poisoned state was dropped and reloaded, not rebuilt.
-    let loads = db.ok("SELECT loads FROM faiss_indexes WHERE name = 'idx'");
-    assert!(loads[0][0].parse::<i64>().unwrap() >= 1, "{loads:?}");
 }
 
 #[test]
 fn drop_and_rename_happen_whole_or_not_at_all() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let (_, db) = setup(&dir, "ddl.db");
+    let (path, db) = setup(&dir, "ddl.db");
     for (point, statement) in [
         ("drop:triggers-dropped", "DROP TABLE idx"),
         ("rename:tables-renamed", "ALTER TABLE idx RENAME TO renamed"),
     ] {
-        for in_transaction in [false, true] {
-            let before = stored(&db);
-            if in_transaction {
-                db.exec("BEGIN").unwrap();
+        for action in [Action::Error, Action::Panic] {
+            for in_transaction in [false, true] {
+                let before = stored(&db);
+                if in_transaction {
+                    db.exec("BEGIN").unwrap();
+                }
+                let e = fail_at(&db, point, action, statement);
+                // SQLite reports a failed xDestroy by its code alone; RENAME carries vekter's
+                // message.
+                if statement.starts_with("ALTER") {
+                    assert!(e.contains(point), "{statement}: {e}");
+                }
+                if in_transaction {
+                    // Undone alone: the transaction goes on.
+                    db.exec("COMMIT").unwrap();
+                }
+                assert_eq!(stored(&db), before, "{statement} ({action:?}) left a trace");
+                assert_healthy(&db);
             }
-            arm(point, Action::Error);
-            let result = db.exec(statement);
-            disarm();
-            let e = result.unwrap_err();
-            // SQLite reports a failed xDestroy by its code alone (here the I/O error that
-            // rolls the transaction back); the others carry vekter's message.
-            let said = if statement.starts_with("DROP") {
-                "disk I/O error"
-            } else {
-                point
-            };
-            assert!(e.contains(said), "{statement}: {e}");
-            if in_transaction {
-                assert!(db.exec("COMMIT").is_err(), "{statement}: rolled back whole");
-            }
-            assert_eq!(stored(&db), before, "{statement} left a trace");
-            assert_healthy(&db);
         }
     }
+    assert_stored_sound(&path);
     db.exec("ALTER TABLE idx RENAME TO renamed").unwrap();
     db.exec("INSERT INTO renamed(renamed) VALUES ('integrity-check')")
         .unwrap();
@@ -438,4 +426,41 @@ fn drop_and_rename_happen_whole_or_not_at_all() {
         db.ok("SELECT name FROM sqlite_master WHERE name LIKE '%idx%' OR name LIKE 'renamed%'"),
         Vec::<Vec<String>>::new()
     );
+}
+
+#[test]
+fn a_failure_while_the_index_is_being_changed_does_not_brick_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (path, db) = setup(&dir, "apply.db");
+    assert_exact(&db, 0);
+    let loads = || -> i64 {
+        db.ok("SELECT loads FROM faiss_indexes WHERE name = 'idx'")[0][0]
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(loads(), 0, "created, not loaded");
+    let writer = Db::open(&path);
+    let rounds = [Action::Panic, Action::Error, Action::Panic];
+    for (round, action) in rounds.into_iter().enumerate() {
+        // Another connection's committed writes: the next search applies them to the shared
+        // index under its write lock, where the failpoint strikes half-way (after FAISS added
+        // the new vectors, before old slots are tombstoned).
+        write_some(&writer, round as i64);
+        let q = blob(&vector(5));
+        let search = format!("SELECT rowid FROM idx WHERE query = {q} AND k = 5");
+        let e = fail_at(&db, "apply:vectors-added", action, &search);
+        assert!(e.contains("failpoint apply:vectors-added"), "{e}");
+        if action == Action::Panic {
+            assert!(e.contains("internal error"), "{e}");
+        }
+        // The half-changed state is dropped and reloaded from the snapshot and the log, not
+        // rebuilt: usable at once, from this connection and others, and exact. Two loads a
+        // round: `integrity-check` (a write transaction) loads a private copy, and the next
+        // search the shared one.
+        assert_healthy(&db);
+        assert_healthy(&writer);
+        assert_eq!(loads(), 2 * (round as i64 + 1), "round {round}");
+    }
+    assert_stored_sound(&path);
 }

@@ -1,12 +1,12 @@
-//! Writes of several statements that must happen whole or not at all.
+//! Commands whose several writes must happen whole or not at all.
 //!
-//! A `faiss` table writes its shadow tables from inside another statement (`CREATE VIRTUAL
-//! TABLE`, `INSERT INTO t(t) VALUES ('optimize')`, `DROP TABLE`, …). SQLite gives such a
-//! statement no statement journal, so when it fails inside an explicit transaction, the writes
-//! it already made stay in the transaction, and a later COMMIT would store a snapshot whose
-//! config names other bytes. So every multi-statement write runs here: if anything fails (or
-//! panics) once writing has begun, the error becomes one on which SQLite rolls back the whole
-//! transaction, as it does on a full disk (`tests/failpoints.rs` checks each step).
+//! `INSERT INTO t(t) VALUES ('optimize')` (and `'rebuild'`) rewrites the shadow tables from
+//! inside an INSERT into the virtual table, and SQLite gives that statement no statement journal
+//! (unlike CREATE VIRTUAL TABLE, DROP TABLE and ALTER TABLE, which it undoes whole on failure).
+//! When it fails inside an explicit transaction, the writes it already made would stay, and a
+//! later COMMIT would store chunks the config does not describe. So a command's save runs here:
+//! a failure (or panic) becomes an error on which SQLite rolls back the whole transaction, as it
+//! does on a full disk (`tests/failpoints.rs` checks each step, in and out of a transaction).
 
 use crate::error::Result;
 use crate::sqlite::guard;

@@ -3,7 +3,7 @@
 //! process writes), reading what changed since a position, and forgetting what a snapshot
 //! folded in.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sqlite::{quote_ident, Cell};
 
 use super::config::Meta;
@@ -84,12 +84,16 @@ impl<'a> ChangeLog<'a> {
     pub(crate) fn max_seq(&self) -> Result<i64> {
         // An emptied log (after `optimize`) keeps counting in `sqlite_sequence`
         // (AUTOINCREMENT): its end is the larger of the two, so that `pending` stays exact.
-        let mut stmt = self.shadow.conn().prepare(&format!(
-            "SELECT max(coalesce((SELECT max(seq) FROM {}), 0), \
-             coalesce((SELECT seq FROM {}.sqlite_sequence WHERE name = ?1), 0))",
-            self.shadow.table(ShadowTable::Changes),
-            quote_ident(self.shadow.schema())
-        ))?;
+        let mut stmt = self
+            .shadow
+            .conn()
+            .prepare(&format!(
+                "SELECT max(coalesce((SELECT max(seq) FROM {}), 0), \
+                 coalesce((SELECT seq FROM {}.sqlite_sequence WHERE name = ?1), 0))",
+                self.shadow.table(ShadowTable::Changes),
+                quote_ident(self.shadow.schema())
+            ))
+            .map_err(Error::damaged_if_schema)?;
         stmt.bind_text(1, &self.shadow.table_name(ShadowTable::Changes))?;
         stmt.step()?;
         Ok(match stmt.cell(0) {
@@ -106,9 +110,11 @@ impl<'a> ChangeLog<'a> {
         if upto <= after {
             return Ok(changes);
         }
+        // (A missing log is already reported as damage by `max_seq`, which every reader calls
+        // first; here a failure may also be the content table's, which is not damage.)
         let mut stmt = self.shadow.conn().prepare(&format!(
             "SELECT c.rid, t.{} FROM (SELECT DISTINCT rid FROM {} WHERE seq > ?1 AND seq <= ?2) \
-             AS c LEFT JOIN {}.{} AS t ON t.rowid = c.rid ORDER BY c.rid",
+                 AS c LEFT JOIN {}.{} AS t ON t.rowid = c.rid ORDER BY c.rid",
             quote_ident(&meta.column),
             self.shadow.table(ShadowTable::Changes),
             quote_ident(self.shadow.schema()),

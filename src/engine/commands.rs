@@ -21,6 +21,7 @@ use super::persist;
 use super::shadow::Shadow;
 use super::shared;
 use super::snapshot::chunks;
+use super::state::LiveState;
 use super::sync::with_current;
 use super::LiveTable;
 
@@ -91,26 +92,30 @@ pub(crate) fn create(
         }
     };
     let table = LiveTable::new(shadow, meta);
-    // Build first: it only reads, so a training error leaves nothing to undo.
+    // Build first: it only reads, so a training error leaves nothing to undo. (CREATE VIRTUAL
+    // TABLE has a statement journal: SQLite undoes a failed one whole, see `atomic`.)
     let built = builder::build(&table, Origin::FIRST).map_err(|e| e.in_table(name))?;
-    all_or_nothing(|| {
-        table.shadow().create_tables()?;
-        Config::write(table.shadow(), &table.meta().to_config())?;
-        persist::save(&table, &built, built.applied_seq)?;
-        let meta = table.meta();
-        table
-            .log()
-            .create_triggers(&meta.content, &meta.column, &meta.pk)
-    })?;
+    table.shadow().create_tables()?;
+    Config::write(table.shadow(), &table.meta().to_config())?;
+    persist::save(&table, &built, built.applied_seq)?;
+    let meta = table.meta();
+    table
+        .log()
+        .create_triggers(&meta.content, &meta.column, &meta.pk)?;
     shared::publish(state, &table, built);
     Ok(table)
+}
+
+/// A save from a command, which runs inside an INSERT into the faiss table: see `atomic`.
+fn save(table: &LiveTable, state: &LiveState, seq: i64) -> Result<()> {
+    all_or_nothing(|| persist::save(table, state, seq))
 }
 
 /// `rebuild`: retrain and rebuild from the content table, as a new lineage.
 pub(crate) fn rebuild(table: &LiveTable, state: &ConnState) -> Result<()> {
     check_writable(table.conn(), table.schema(), "rebuild")?;
     let built = builder::build(table, Origin::next(table)?)?;
-    persist::save(table, &built, built.applied_seq)?;
+    save(table, &built, built.applied_seq)?;
     shared::publish(state, table, built);
     Ok(())
 }
@@ -130,14 +135,14 @@ pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
             && s.live_count() == indexable
             && s.applied_seq == seq;
         if clean {
-            persist::save(table, s, seq)?;
+            save(table, s, seq)?;
             return Ok(None);
         }
         s.index.empty_copy().map(Some)
     })?;
     if let Some(empty) = empty {
         let compact = builder::compact(table, empty, Origin::next(table)?)?;
-        persist::save(table, &compact, seq)?;
+        save(table, &compact, seq)?;
         shared::publish(state, table, compact);
     }
     Ok(())
@@ -252,27 +257,24 @@ fn sample(rowids: &[i64]) -> String {
     }
 }
 
-/// DROP TABLE: the shadow tables, the triggers and the shared state go.
+/// DROP TABLE: the shadow tables, the triggers and the shared state go. (DROP TABLE has a
+/// statement journal: SQLite undoes a failed one whole.)
 pub(crate) fn destroy(table: &LiveTable, state: &ConnState) -> Result<()> {
-    all_or_nothing(|| {
-        table.log().drop_triggers()?;
-        failpoint("drop:triggers-dropped")?;
-        table.shadow().drop_tables()
-    })?;
+    table.log().drop_triggers()?;
+    failpoint("drop:triggers-dropped")?;
+    table.shadow().drop_tables()?;
     shared::forget(state, table.conn(), table.schema(), table.name());
     Ok(())
 }
 
-/// ALTER TABLE … RENAME: the shadow tables and triggers follow the new name.
+/// ALTER TABLE … RENAME: the shadow tables and triggers follow the new name. (ALTER TABLE has a
+/// statement journal: SQLite undoes a failed one whole.)
 pub(crate) fn rename(table: &mut LiveTable, state: &ConnState, new_name: &str) -> Result<()> {
-    let renamed = all_or_nothing(|| {
-        table.log().drop_triggers()?;
-        let renamed = table.shadow().rename_tables(new_name)?;
-        failpoint("rename:tables-renamed")?;
-        let meta = table.meta();
-        ChangeLog::new(&renamed).create_triggers(&meta.content, &meta.column, &meta.pk)?;
-        Ok(renamed)
-    })?;
+    table.log().drop_triggers()?;
+    let renamed = table.shadow().rename_tables(new_name)?;
+    failpoint("rename:tables-renamed")?;
+    let meta = table.meta();
+    ChangeLog::new(&renamed).create_triggers(&meta.content, &meta.column, &meta.pk)?;
     shared::forget(state, table.conn(), table.schema(), table.name());
     table.renamed(renamed);
     Ok(())

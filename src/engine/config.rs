@@ -67,7 +67,8 @@ impl Key {
         }
     }
 
-    /// The value a missing key stands for; `None`: the key is required.
+    /// The value a missing (or, for a number, unreadable) key stands for; `None`: the key is
+    /// required.
     const fn default(self) -> Option<&'static str> {
         match self {
             // Only a fallback for a table whose content table is gone.
@@ -126,11 +127,13 @@ impl Config {
         }
     }
 
-    /// The value of `key` as a number (or other `FromStr` type).
+    /// The value of `key` as a number (or other `FromStr` type). A key with a default reads as
+    /// its default when its value does not parse either: those keys never fail.
     pub(crate) fn num<T: FromStr>(&self, key: Key) -> Result<T> {
         self.text(key)
             .ok()
             .and_then(|v| v.parse().ok())
+            .or_else(|| key.default()?.parse().ok())
             .ok_or_else(|| {
                 Error::of(
                     Kind::Corrupt,
@@ -308,6 +311,12 @@ mod tests {
         assert_eq!(e.message(), "config has no valid 'snapshot_bytes'");
         let mark = c.mark().unwrap();
         assert_eq!((mark.seq, mark.lineage, mark.build_id.as_str()), (4, 0, ""));
+        // A defaulted key with a value that does not parse reads as its default.
+        let garbled = config(vec![
+            (Key::SnapshotSeq, "4".into()),
+            (Key::Lineage, "x".into()),
+        ]);
+        assert_eq!(garbled.num::<i64>(Key::Lineage).unwrap(), 0);
         let mut stored = meta().to_config();
         stored[0].1 = "2".into();
         assert!(Meta::from_config(&config(stored), "docs".into())

@@ -14,7 +14,7 @@
 //! | `state` | the in-memory index: slots, tombstones, applying changes |
 //! | `builder` | training and building from the content table, compaction |
 //! | `persist` | saving a state as the snapshot, loading it back with the log replayed |
-//! | `atomic` | multi-statement writes that happen whole or roll the transaction back |
+//! | `atomic` | a command's save happens whole or rolls the transaction back |
 //! | `shared` | the process-wide entries and their locks, for `faiss_indexes` too |
 //! | `sync` | what must happen before a search (a pure decision) and doing it |
 //! | `search` | filters, per-query parameters, re-rank, merge |

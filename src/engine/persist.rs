@@ -2,13 +2,13 @@
 //!
 //! A save is three writes in the statement's transaction: the chunks, the config entries that
 //! describe them, and the truncation of the log entries they fold in. They happen whole or not
-//! at all (`atomic`, checked at each step by `tests/failpoints.rs`); the in-memory state learns
-//! its new position only when all three succeeded.
+//! at all (SQLite's statement journal for CREATE; `atomic` for the commands; checked at each
+//! step by `tests/failpoints.rs`); the in-memory state learns its new position only when all
+//! three succeeded.
 
 use crate::error::Result;
 use crate::failpoint::failpoint;
 
-use super::atomic::all_or_nothing;
 use super::config::{Config, SnapshotMark};
 use super::params;
 use super::snapshot::chunks;
@@ -20,21 +20,19 @@ use super::LiveTable;
 pub(crate) fn save(table: &LiveTable, state: &LiveState, seq: i64) -> Result<()> {
     let shadow = table.shadow();
     let payload = state.to_payload()?;
-    all_or_nothing(|| {
-        let record = chunks::write(shadow, &payload)?;
-        failpoint("save:chunks-written")?;
-        let mark = SnapshotMark {
-            seq,
-            build_id: state.build_id.clone(),
-            lineage: state.lineage,
-        };
-        let mut pairs = record.pairs().to_vec();
-        pairs.extend(mark.pairs());
-        Config::write(shadow, &pairs)?;
-        failpoint("save:config-written")?;
-        table.log().truncate(seq)?;
-        failpoint("save:log-truncated")
-    })?;
+    let record = chunks::write(shadow, &payload)?;
+    failpoint("save:chunks-written")?;
+    let mark = SnapshotMark {
+        seq,
+        build_id: state.build_id.clone(),
+        lineage: state.lineage,
+    };
+    let mut pairs = record.pairs().to_vec();
+    pairs.extend(mark.pairs());
+    Config::write(shadow, &pairs)?;
+    failpoint("save:config-written")?;
+    table.log().truncate(seq)?;
+    failpoint("save:log-truncated")?;
     state.set_snapshot_seq(seq);
     Ok(())
 }

@@ -180,8 +180,9 @@ impl LiveState {
         Ok(())
     }
 
-    /// Apply changed rows read from the log up to `upto`: all or nothing, since FAISS adds the
-    /// new vectors before any old slot is tombstoned.
+    /// Apply changed rows read from the log up to `upto`. FAISS adds the new vectors before any
+    /// slot changes, so its failure changes nothing; a failure after that leaves the state
+    /// half-applied, and the caller drops it (`sync`).
     pub(crate) fn apply(&mut self, changes: Vec<Change>, upto: i64) -> Result<()> {
         let mut rowids = Vec::new();
         let mut vectors = Vec::new();

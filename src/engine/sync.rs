@@ -206,7 +206,11 @@ fn sync<'a>(
                 let mut guard = locks::write(&entry.slot);
                 if let Some(s) = guard.as_mut() {
                     if s.build_id == visible.mark.build_id && s.applied_seq == after {
-                        s.apply(changes, visible.max_seq)?;
+                        if let Err(e) = s.apply(changes, visible.max_seq) {
+                            // It may have stopped half-way: reload rather than trust it.
+                            *guard = None;
+                            return Err(e);
+                        }
                     }
                 }
             }

@@ -9,8 +9,8 @@ use crate::json::IdValue;
 use crate::sqlite::{Aggregate, Cell, Context, Output, ValueRef};
 use crate::vector;
 
-use super::parse_k;
 use super::search::render;
+use crate::args::parse_k;
 
 /// The most vector data one group may gather (floats × 4 bytes).
 const MAX_GROUP_BYTES: usize = 1 << 30;

@@ -14,7 +14,7 @@ use crate::registry::ConnState;
 use crate::sqlite::{Context, Output, ValueRef};
 use crate::vector;
 
-use super::{parse_k, parse_name};
+use crate::args::{parse_k, parse_name};
 
 /// The index `faiss_search` uses for a table name.
 #[derive(Clone)]

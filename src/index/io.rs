@@ -55,7 +55,9 @@ pub(super) fn write(index: *const faiss_sys::FaissIndex) -> Result<Vec<u8>> {
 /// What the `fopencookie` read callback works with.
 struct Cookie<'a> {
     source: &'a mut dyn std::io::Read,
-    error: Option<String>,
+    /// Why the source failed: a reader's own [`Error`] keeps its kind (a busy or failing
+    /// database is not a damaged snapshot).
+    error: Option<Error>,
 }
 
 unsafe extern "C" fn cookie_read(cookie: *mut c_void, buf: *mut c_char, size: usize) -> isize {
@@ -67,11 +69,18 @@ unsafe extern "C" fn cookie_read(cookie: *mut c_void, buf: *mut c_char, size: us
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cookie.source.read(dest))) {
         Ok(Ok(n)) => n as isize,
         Ok(Err(e)) => {
-            cookie.error = Some(e.to_string());
+            let own = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>());
+            cookie.error = Some(match own {
+                Some(error) => error.clone(),
+                None => Error::of(Kind::Corrupt, e.to_string()),
+            });
             -1
         }
         Err(_) => {
-            cookie.error = Some("internal error while reading the stored index".into());
+            cookie.error = Some(Error::of(
+                Kind::Internal,
+                "internal error while reading the stored index",
+            ));
             -1
         }
     }
@@ -104,10 +113,7 @@ pub(super) fn read_from(source: &mut dyn std::io::Read) -> Result<*mut faiss_sys
         let rc = faiss_sys::faiss_read_index(stream as *mut faiss_sys::FILE, 0, &mut index);
         fclose(stream);
         if rc != 0 {
-            let e = match cookie.error.take() {
-                Some(why) => Error::of(Kind::Corrupt, why),
-                None => last_error(),
-            };
+            let e = cookie.error.take().unwrap_or_else(last_error);
             return Err(e.context("cannot load the stored index"));
         }
         if index.is_null() {

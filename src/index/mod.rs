@@ -217,17 +217,30 @@ impl Index {
         let raw = params.as_ref().map_or(std::ptr::null(), |p| p.raw());
         if self.raw_search(&query, raw, &mut scores, &mut labels) != 0 {
             let error = last_error();
-            // The same search without parameters tells whether they were what FAISS refused.
-            if !raw.is_null()
-                && self.raw_search(&query, std::ptr::null(), &mut scores, &mut labels) == 0
-            {
-                self.params.store(PARAMS_REFUSED, Ordering::Relaxed);
+            // On an index not yet known to take parameters, the same search without them
+            // tells whether they were what FAISS refused. An index that took them once takes
+            // them: a later failure is an ordinary one.
+            let refused = !raw.is_null()
+                && self.params.load(Ordering::Relaxed) == PARAMS_UNKNOWN
+                && self.raw_search(&query, std::ptr::null(), &mut scores, &mut labels) == 0;
+            if refused {
+                let _ = self.params.compare_exchange(
+                    PARAMS_UNKNOWN,
+                    PARAMS_REFUSED,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 return Err(error.into_kind(Kind::Unsupported));
             }
             return Err(error);
         }
         if !raw.is_null() {
-            self.params.store(PARAMS_TAKEN, Ordering::Relaxed);
+            let _ = self.params.compare_exchange(
+                PARAMS_UNKNOWN,
+                PARAMS_TAKEN,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
         Ok(self.collect_hits(&labels, &scores))
     }

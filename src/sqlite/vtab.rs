@@ -17,7 +17,7 @@ use super::conn::Conn;
 use super::context::Context;
 use super::guard::guard;
 use super::value::{args, ValueRef};
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Result};
 
 /// SQLITE_CONSTRAINT from xBestIndex: "this plan cannot be used", not an error.
 const SQLITE_CONSTRAINT: c_int = 19;
@@ -45,7 +45,7 @@ pub(crate) trait VTab: Sized + 'static {
     fn open(&self) -> Result<Self::Cursor>;
     /// `xUpdate`: `args` as SQLite passes them (argv[0] old rowid, argv[1] new rowid, …).
     fn update(&mut self, _args: &[ValueRef]) -> Result<Option<i64>> {
-        Err(Error::of(Kind::ReadOnly, "this table is read-only"))
+        Err(Error::invalid("this table is read-only"))
     }
     fn destroy(&mut self) -> Result<()> {
         Ok(())

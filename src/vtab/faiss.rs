@@ -9,9 +9,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::args::{parse_k, MAX_K};
 use crate::engine::{commands, search, LiveTable, Query, SearchParams, SHADOW_TABLES};
 use crate::error::{bail, Error, Result};
-use crate::functions::{parse_k, MAX_K};
 use crate::json::IdValue;
 use crate::registry::ConnState;
 use crate::sqlite::{

@@ -66,7 +66,7 @@ impl std::io::Read for Range<'_> {
         let n = buf.len().min(self.end.saturating_sub(self.pos));
         self.source
             .read_at(self.pos, &mut buf[..n])
-            .map_err(|e| std::io::Error::other(e.message().to_string()))?;
+            .map_err(std::io::Error::other)?;
         self.pos += n;
         Ok(n)
     }
@@ -122,8 +122,12 @@ pub(crate) fn decode(source: &mut dyn Source, dim: usize, metric: Metric) -> Res
         },
         metric,
     )
-    // Bytes that passed the checksum but that FAISS refuses are damage all the same.
-    .map_err(|e| e.into_kind(Kind::Corrupt))?;
+    // Bytes that passed the checksum but that FAISS refuses (or reads as another dimension or
+    // metric) are damage all the same; a failure to read them (BUSY, I/O) keeps its kind.
+    .map_err(|e| match e.kind() {
+        Kind::Faiss | Kind::Invalid => e.into_kind(Kind::Corrupt),
+        _ => e,
+    })?;
     if index.dim() != dim || index.ntotal() != nslots {
         bail!(Corrupt: "stored snapshot is damaged: index does not match its slot table");
     }
