@@ -32,8 +32,8 @@ pub(crate) struct TableIndex {
 }
 
 impl TableIndex {
-    fn build(rows: Rows) -> Result<TableIndex> {
-        let mut index = Index::new("Flat", rows.dim.max(1), Metric::L2)?;
+    fn build(rows: Rows, metric: Metric) -> Result<TableIndex> {
+        let mut index = Index::new("Flat", rows.dim.max(1), metric)?;
         index.add(&rows.vectors)?;
         Ok(TableIndex {
             index,
@@ -73,15 +73,25 @@ pub(crate) static STATS: Stats = Stats {
 pub(crate) fn table_index(
     conn: Conn,
     state: &ConnState,
-    schema: &str,
-    table: &str,
+    (schema, table, view): (&str, &str, bool),
+    metric: Metric,
 ) -> Result<Arc<TableIndex>> {
     // One read snapshot for the checks, the read of the table and the search after it.
     let _held = conn.hold_read(schema)?;
-    let key = IndexKey::new(DbKey::of(conn, state, schema), table, IndexKind::Exact);
+    let key = IndexKey::new(
+        DbKey::of(conn, state, schema),
+        table,
+        IndexKind::Exact(metric),
+    );
     let slot = INDEXES.entry(&key, state);
     let current = locks::read(&slot).clone();
-    let seen = Seen::now(conn, schema);
+    // A view may read any database of the connection (a TEMP view over `main`): a commit to
+    // any of them must make it look again.
+    let seen = if view {
+        Seen::everywhere(conn)
+    } else {
+        Seen::now(conn, schema)
+    };
     if let (Some(current), Some(seen)) = (&current, seen) {
         if state.is_current(&key, schema, seen, current.generation) {
             return Ok(current.clone());
@@ -94,7 +104,7 @@ pub(crate) fn table_index(
         Some(current) if current.fingerprint == rows.fingerprint => current,
         _ => {
             STATS.builds.fetch_add(1, Ordering::Relaxed);
-            let fresh = Arc::new(TableIndex::build(rows)?);
+            let fresh = Arc::new(TableIndex::build(rows, metric)?);
             // Uncommitted rows stay private to this connection's transaction.
             if conn.autocommit() {
                 *locks::write(&slot) = Some(fresh.clone());
@@ -182,7 +192,10 @@ fn read_rows(conn: Conn, schema: &str, table: &str) -> Result<Rows> {
             rows.dim = dim;
         } else if dim != rows.dim {
             bail!(
-                "{}: embedding has {dim} dimensions but earlier rows have {}",
+                "{}: embedding has {dim} dimensions but earlier rows have {}. To search the rows \
+                 of one dimension (one model, one collection), index them with a faiss table: \
+                 CREATE VIRTUAL TABLE … USING faiss(content = {table}, where = '…'), or use \
+                 faiss_agg(id, embedding, :query, k) with a WHERE clause",
                 where_(),
                 rows.dim
             );

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::catalog::database_files;
+use crate::index::Metric;
 use crate::locks::lock;
 use crate::sqlite::Conn;
 
@@ -41,8 +43,8 @@ impl DbKey {
 /// What kind of index a key names: two kinds never share a stamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum IndexKind {
-    /// The exact index `faiss_search` keeps over a plain table.
-    Exact,
+    /// The exact index `faiss_search` keeps over a plain table, for one metric.
+    Exact(Metric),
     /// A `faiss` virtual table's index.
     Faiss,
 }
@@ -137,6 +139,20 @@ impl Seen {
     /// `None` when the data version cannot be read: then nothing is ever taken as unchanged.
     pub(crate) fn now(conn: Conn, schema: &str) -> Option<Seen> {
         conn.data_version(schema).map(|data_version| Seen {
+            data_version,
+            total_changes: conn.total_changes(),
+        })
+    }
+
+    /// The same over every database of the connection, for what may read any of them (a view,
+    /// a TEMP view over `main`): a commit to any one changes it.
+    pub(crate) fn everywhere(conn: Conn) -> Option<Seen> {
+        let mut data_version = 0u32;
+        for (schema, _) in database_files(conn).ok()? {
+            let v = conn.data_version(&schema)?;
+            data_version = data_version.rotate_left(7) ^ v.wrapping_mul(0x9E37_79B9);
+        }
+        Some(Seen {
             data_version,
             total_changes: conn.total_changes(),
         })

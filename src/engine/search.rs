@@ -37,7 +37,7 @@ impl Query<'_> {
     }
 }
 
-/// One result: the content row, its `id`, and its score.
+/// One result: the content row, its `id`, and its distance.
 pub(crate) type Found = (i64, IdValue, f32);
 
 /// The `k` nearest rows for `query`, nearest first.
@@ -65,7 +65,7 @@ pub(crate) fn nearest(table: &LiveTable, state: &ConnState, query: &Query) -> Re
         let rows: Vec<Found> = hits
             .into_iter()
             .zip(ids)
-            .filter_map(|((rowid, score), id)| Some((rowid, id?, score)))
+            .filter_map(|((rowid, distance), id)| Some((rowid, id?, distance)))
             .take(query.k)
             .collect();
         if missing == 0 || rows.len() >= query.k || exhausted || extra > 4096 {
@@ -75,7 +75,39 @@ pub(crate) fn nearest(table: &LiveTable, state: &ConnState, query: &Query) -> Re
     }
 }
 
-/// The `k` nearest rows as `(rowid, score)`, nearest first. `None` when the query sets
+/// The rows `table` indexes as this connection sees them (within `filter` if given), ascending:
+/// what a faiss table lists without a query.
+pub(crate) fn listing(
+    table: &LiveTable,
+    state: &ConnState,
+    filter: Option<&HashSet<i64>>,
+) -> Result<Vec<i64>> {
+    with_current(table, state, false, |current, overlay| {
+        let s = current.get();
+        let mut indexed: HashSet<i64> = match filter {
+            Some(f) => f
+                .iter()
+                .copied()
+                .filter(|&r| s.slot_of(r).is_some())
+                .collect(),
+            None => s.rowids().into_iter().collect(),
+        };
+        overlay.apply_to(&mut indexed);
+        if let Some(f) = filter {
+            indexed.retain(|r| f.contains(r));
+        }
+        let mut rowids: Vec<i64> = indexed.into_iter().collect();
+        rowids.sort_unstable();
+        Ok(rowids)
+    })
+}
+
+/// The `id` of each rowid, `None` where the content table no longer has the row.
+pub(crate) fn ids_of(table: &LiveTable, rowids: &[i64]) -> Result<Vec<Option<IdValue>>> {
+    table.content().ids_of(rowids)
+}
+
+/// The `k` nearest rows as `(rowid, distance)`, nearest first. `None` when the query sets
 /// parameters that need the index exclusively but `state` is shared: ask again with it.
 fn search(
     table: &LiveTable,
@@ -162,7 +194,6 @@ fn candidates(
                 .collect();
             let rows = table.content().vectors_of(&rowids)?;
             return Ok(merge(
-                index,
                 exact(index, query.vector, &rows),
                 overlay_hits(),
                 fetch,
@@ -174,9 +205,9 @@ fn candidates(
     }
     let base: Vec<(i64, f32)> = hits
         .iter()
-        .filter_map(|h| Some((state.rowid_at(h.label as usize)?, h.score)))
+        .filter_map(|h| Some((state.rowid_at(h.label as usize)?, h.distance)))
         .collect();
-    Ok(merge(index, base, overlay_hits(), fetch))
+    Ok(merge(base, overlay_hits(), fetch))
 }
 
 /// Which slots may be returned: live ones, minus rows the overlay replaces, within the filter.
@@ -211,7 +242,7 @@ fn allowed_slots<'s>(
 
 fn exact(index: &Index, query: &[f32], rows: &[(i64, Vec<f32>)]) -> Vec<(i64, f32)> {
     rows.iter()
-        .map(|(rowid, v)| (*rowid, index.exact_score(query, v)))
+        .map(|(rowid, v)| (*rowid, index.exact_distance(query, v)))
         .collect()
 }
 
@@ -224,12 +255,7 @@ fn rescore(
 ) -> Result<Vec<(i64, f32)>> {
     let rowids: Vec<i64> = hits.iter().map(|h| h.0).collect();
     let rows = table.content().vectors_of(&rowids)?;
-    Ok(merge(
-        index,
-        exact(index, query, &rows),
-        Vec::new(),
-        usize::MAX,
-    ))
+    Ok(merge(exact(index, query, &rows), Vec::new(), usize::MAX))
 }
 
 /// Search without a selector, keeping allowed labels, fetching more until enough are found.
@@ -255,13 +281,13 @@ fn post_filter(
 }
 
 /// Two candidate lists merged nearest first (ties by rowid), at most `limit` long.
-fn merge(index: &Index, a: Vec<(i64, f32)>, b: Vec<(i64, f32)>, limit: usize) -> Vec<(i64, f32)> {
+fn merge(a: Vec<(i64, f32)>, b: Vec<(i64, f32)>, limit: usize) -> Vec<(i64, f32)> {
     let mut all: Vec<Hit> = a
         .into_iter()
         .chain(b)
-        .map(|(label, score)| Hit { label, score })
+        .map(|(label, distance)| Hit { label, distance })
         .collect();
-    index.sort_hits(&mut all);
+    Index::sort_hits(&mut all);
     all.truncate(limit);
-    all.into_iter().map(|h| (h.label, h.score)).collect()
+    all.into_iter().map(|h| (h.label, h.distance)).collect()
 }

@@ -24,10 +24,13 @@ pub(crate) fn register(db: *mut sqlite3, state: &Arc<ConnState>) -> Result<()> {
     create_scalar(db, "vekter_threads", 1, DirectOnly, info::threads)?;
     let cache = Arc::new(search::ResolveCache::default());
     for (name, scores) in [("faiss_search", false), ("faiss_search_with_scores", true)] {
-        let (state, cache) = (state.clone(), cache.clone());
-        create_scalar(db, name, 4, DirectOnly, move |ctx, args| {
-            search::search(ctx, &state, &cache, args, scores)
-        })?;
+        // (database, table, embedding, k [, metric])
+        for n_args in [4, 5] {
+            let (state, cache) = (state.clone(), cache.clone());
+            create_scalar(db, name, n_args, DirectOnly, move |ctx, args| {
+                search::search(ctx, &state, &cache, args, scores)
+            })?;
+        }
     }
     create_aggregate::<aggregate::Nearest<false>>(db, "faiss_agg", 4, DirectOnly)?;
     create_aggregate::<aggregate::Nearest<true>>(db, "faiss_agg_with_scores", 4, DirectOnly)?;

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::catalog::resolve_schema;
+use crate::catalog::{object_type, resolve_schema};
 use crate::engine::{self, search, LiveTable, Meta, Query, SearchParams};
-use crate::error::Result;
-use crate::index::Hit;
+use crate::error::{bail, Result};
+use crate::index::{Hit, Metric};
 use crate::json::{self, IdValue};
 use crate::locks::lock;
 use crate::plain;
@@ -19,8 +19,8 @@ use crate::args::{parse_k, parse_name};
 /// The index `faiss_search` uses for a table name.
 #[derive(Clone)]
 enum Resolved {
-    /// A plain table: its exact index.
-    Plain,
+    /// A plain table (or a view): its exact index.
+    Plain { view: bool },
     /// A `faiss` table (named or over the table) and what it indexes.
     Faiss { name: String, meta: Box<Meta> },
 }
@@ -41,6 +41,11 @@ pub(crate) fn search(
     let table = parse_name(args[1].cell(), "table")?;
     let query = vector::parse(args[2].cell()).map_err(|e| e.context("embedding"))?;
     let k = parse_k(args[3].cell())?;
+    // An optional fifth argument: the metric of the plain-table path.
+    let metric = match args.get(4).map(|a| a.cell()) {
+        None => None,
+        Some(cell) => Some(Metric::parse(parse_name(cell, "metric")?)?),
+    };
     let conn = ctx.conn();
     let schema = resolve_schema(conn, database)?;
     // One read snapshot for everything below; its cookie validates the cached resolution.
@@ -59,7 +64,9 @@ pub(crate) fn search(
                         meta: Box::new(meta),
                     }
                 }
-                None => Resolved::Plain,
+                None => Resolved::Plain {
+                    view: object_type(conn, &schema, table)?.as_deref() == Some("view"),
+                },
             };
             let mut cache = lock(&cache.0);
             if cache.len() > 256 {
@@ -69,22 +76,35 @@ pub(crate) fn search(
             resolved
         }
     };
-    if let Resolved::Faiss { name, meta } = resolved {
-        let live = LiveTable::with_meta(conn, &schema, &name, *meta);
-        let params = SearchParams::default();
-        let query = Query {
-            vector: &query,
-            k,
-            filter: None,
-            params: &params,
-        };
-        let rows = search::nearest(&live, state, &query).map_err(|e| e.in_table(&name))?;
-        let out = json::list(&rows, |out, (_, id, score)| {
-            push_result(out, id, *score, scores)
-        });
-        return Ok(Output::Text(out));
-    }
-    let found = plain::table_index(conn, state, &schema, table)?;
+    let view = match resolved {
+        Resolved::Plain { view } => view,
+        Resolved::Faiss { name, meta } => {
+            if let Some(m) = metric.filter(|m| *m != meta.metric) {
+                bail!(
+                    "table '{table}' is searched through faiss table '{name}', whose metric is \
+                     {}, not {}: leave out the metric, or create a faiss table with metric = {}",
+                    meta.metric.name(),
+                    m.name(),
+                    m.name()
+                );
+            }
+            let live = LiveTable::with_meta(conn, &schema, &name, *meta);
+            let params = SearchParams::default();
+            let query = Query {
+                vector: &query,
+                k,
+                filter: None,
+                params: &params,
+            };
+            let rows = search::nearest(&live, state, &query).map_err(|e| e.in_table(&name))?;
+            let out = json::list(&rows, |out, (_, id, score)| {
+                push_result(out, id, *score, scores)
+            });
+            return Ok(Output::Text(out));
+        }
+    };
+    let metric = metric.unwrap_or(Metric::L2);
+    let found = plain::table_index(conn, state, (&schema, table, view), metric)?;
     let hits = if found.has_vectors() {
         found
             .index
@@ -99,7 +119,7 @@ pub(crate) fn search(
 /// `[id, …]` or `[[id, score], …]`, as datasette-faiss prints them.
 pub(crate) fn render(hits: &[Hit], ids: &[IdValue], scores: bool) -> String {
     json::list(hits, |out, hit| {
-        push_result(out, &ids[hit.label as usize], hit.score, scores)
+        push_result(out, &ids[hit.label as usize], hit.distance, scores)
     })
 }
 

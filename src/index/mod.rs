@@ -14,14 +14,16 @@ use crate::error::{bail, Error, Kind, Result};
 
 pub(crate) use selector::Bitmap;
 
-/// How distances are measured (SPEC §3 score rule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How distances are measured. Whatever the metric, vekter returns a *distance*: smaller is
+/// nearer (SPEC §3): squared L2 for `l2`, `1 − cosine similarity` for `cosine`, and the negated
+/// inner product for `ip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Metric {
-    /// Squared Euclidean distance, smaller is nearer (datasette-faiss's default).
+    /// Squared Euclidean distance (datasette-faiss's default).
     L2,
-    /// Inner product, larger is nearer.
+    /// Inner product; the distance is its negation.
     InnerProduct,
-    /// Inner product of normalised vectors = cosine similarity, larger is nearer.
+    /// Inner product of normalised vectors = cosine similarity; the distance is `1 − similarity`.
     Cosine,
 }
 
@@ -50,17 +52,22 @@ impl Metric {
         }
     }
 
-    /// True when a smaller score is nearer.
-    pub(crate) fn ascending(self) -> bool {
-        self == Metric::L2
+    /// The distance for a score FAISS returned under this metric.
+    fn distance(self, faiss_score: f32) -> f32 {
+        match self {
+            Metric::L2 => faiss_score,
+            // `0.0 - x` rather than `-x`: a zero product is distance 0, not -0.
+            Metric::InnerProduct => 0.0 - faiss_score,
+            Metric::Cosine => 1.0 - faiss_score,
+        }
     }
 }
 
-/// One search result: the FAISS label and its score under the index's metric.
+/// One search result: the FAISS label and its distance (smaller is nearer, see [`Metric`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Hit {
     pub(crate) label: i64,
-    pub(crate) score: f32,
+    pub(crate) distance: f32,
 }
 
 /// Whether an index's search takes `SearchParameters` (a selector, an nprobe): learnt on the
@@ -289,38 +296,34 @@ impl Index {
         }
     }
 
-    /// The exact score of `query` against `vector` under this index's metric.
-    pub(crate) fn exact_score(&self, query: &[f32], vector: &[f32]) -> f32 {
+    /// The exact distance of `vector` from `query` under this index's metric.
+    pub(crate) fn exact_distance(&self, query: &[f32], vector: &[f32]) -> f32 {
+        let dot = || query.iter().zip(vector).map(|(a, b)| a * b).sum::<f32>();
         match self.metric {
             Metric::L2 => query
                 .iter()
                 .zip(vector)
                 .map(|(a, b)| (a - b) * (a - b))
                 .sum(),
-            Metric::InnerProduct => query.iter().zip(vector).map(|(a, b)| a * b).sum(),
+            Metric::InnerProduct => 0.0 - dot(),
             Metric::Cosine => {
-                let dot: f32 = query.iter().zip(vector).map(|(a, b)| a * b).sum();
                 let nq = query.iter().map(|x| x * x).sum::<f32>().sqrt();
                 let nv = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
                 if nq == 0.0 || nv == 0.0 {
-                    0.0
+                    1.0
                 } else {
-                    dot / (nq * nv)
+                    1.0 - dot() / (nq * nv)
                 }
             }
         }
     }
 
     /// Order hits nearest first, ties by label.
-    pub(crate) fn sort_hits(&self, hits: &mut [Hit]) {
-        let ascending = self.metric.ascending();
+    pub(crate) fn sort_hits(hits: &mut [Hit]) {
         hits.sort_by(|a, b| {
-            let by_score = if ascending {
-                a.score.total_cmp(&b.score)
-            } else {
-                b.score.total_cmp(&a.score)
-            };
-            by_score.then(a.label.cmp(&b.label))
+            a.distance
+                .total_cmp(&b.distance)
+                .then(a.label.cmp(&b.label))
         });
     }
 
@@ -351,15 +354,19 @@ impl Index {
         v.into()
     }
 
-    /// Drop the -1 padding FAISS uses for missing results and order ties by label.
+    /// Drop the -1 padding FAISS uses for missing results, turn scores into distances and
+    /// order ties by label.
     fn collect_hits(&self, labels: &[i64], scores: &[f32]) -> Vec<Hit> {
         let mut hits: Vec<Hit> = labels
             .iter()
             .zip(scores)
             .filter(|(label, _)| **label >= 0)
-            .map(|(&label, &score)| Hit { label, score })
+            .map(|(&label, &score)| Hit {
+                label,
+                distance: self.metric.distance(score),
+            })
             .collect();
-        self.sort_hits(&mut hits);
+        Index::sort_hits(&mut hits);
         hits
     }
 }
@@ -515,8 +522,8 @@ mod tests {
             vec![0, 1, 2],
             "ties keep label order, k clamps to ntotal"
         );
-        assert_eq!(hits[0].score, 0.25);
-        assert_eq!(hits[2].score, 9.25);
+        assert_eq!(hits[0].distance, 0.25);
+        assert_eq!(hits[2].distance, 9.25);
     }
 
     #[test]
@@ -575,12 +582,24 @@ mod tests {
     }
 
     #[test]
-    fn cosine_is_similarity() {
-        let mut index = Index::new("Flat", 2, Metric::Cosine).unwrap();
-        index.add(&[2.0, 0.0, 0.0, 5.0]).unwrap();
-        let hits = index.search(&[3.0, 3.0 + 1e-3], 2).unwrap();
+    fn every_metric_returns_a_distance() {
+        let mut cosine = Index::new("Flat", 2, Metric::Cosine).unwrap();
+        cosine.add(&[2.0, 0.0, 0.0, 5.0]).unwrap();
+        let hits = cosine.search(&[3.0, 3.0 + 1e-3], 2).unwrap();
         assert_eq!(hits[0].label, 1);
-        assert!((hits[0].score - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-3);
+        let want = 1.0 - std::f32::consts::FRAC_1_SQRT_2;
+        assert!((hits[0].distance - want).abs() < 1e-3);
+        assert!((cosine.exact_distance(&[3.0, 3.0 + 1e-3], &[0.0, 5.0]) - want).abs() < 1e-3);
+        let mut ip = Index::new("Flat", 2, Metric::InnerProduct).unwrap();
+        ip.add(&[1.0, 0.0, 3.0, 0.0]).unwrap();
+        let hits = ip.search(&[2.0, 0.0], 2).unwrap();
+        assert_eq!(
+            (hits[0].label, hits[0].distance),
+            (1, -6.0),
+            "larger product, nearer"
+        );
+        assert_eq!(hits[1].distance, -2.0);
+        assert_eq!(ip.exact_distance(&[2.0, 0.0], &[3.0, 0.0]), -6.0);
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub(crate) trait Cursor: Sized + 'static {
     ) -> Result<()>;
     fn next(&mut self) -> Result<()>;
     fn eof(&self) -> bool;
-    fn column(&self, ctx: &Context, i: i32) -> Result<()>;
+    fn column(&self, table: &Self::Table, ctx: &Context, i: i32) -> Result<()>;
     fn rowid(&self) -> Result<i64>;
 }
 
@@ -361,7 +361,7 @@ unsafe extern "C" fn x_column<T: VTab>(
     i: c_int,
 ) -> c_int {
     let context = Context::from_raw(ctx);
-    with_cursor::<T, ()>(cursor, |c, _| c.column(&context, i))
+    with_cursor::<T, ()>(cursor, |c, t| c.column(t, &context, i))
         .err()
         .unwrap_or(0)
 }
@@ -421,10 +421,8 @@ unsafe extern "C" fn x_shadow_name<T: VTab>(name: *const c_char) -> c_int {
 /// Operators of [sqlite3_index_info](https://www.sqlite.org/c3ref/index_info.html) constraints.
 pub(crate) mod op {
     pub(crate) const EQ: u8 = 2;
-    pub(crate) const GT: u8 = 4;
     pub(crate) const LE: u8 = 8;
     pub(crate) const LT: u8 = 16;
-    pub(crate) const GE: u8 = 32;
     pub(crate) const LIMIT: u8 = 73;
     pub(crate) const OFFSET: u8 = 74;
 }

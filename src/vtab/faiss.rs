@@ -81,11 +81,10 @@ impl VTab for FaissTable {
     }
 
     fn best_index(&self, info: &mut IndexInfo) -> Result<Plan> {
-        let ascending = self.table.meta().metric.ascending();
         let mut plan = QueryPlan::default();
         for c in info.constraints() {
-            // Distance bounds on the nearer side keep a prefix of the nearest-first results,
-            // so filtering the k results is what SQL would do (and LIMIT can still be k).
+            // Upper bounds on the distance keep a prefix of the nearest-first results, so
+            // filtering the k results is what SQL would do (and LIMIT can still be k).
             let arg = match (c.column, c.op) {
                 (COL_QUERY, op::EQ) => PlanArg::Query,
                 (COL_K, op::EQ) => PlanArg::K,
@@ -93,10 +92,8 @@ impl VTab for FaissTable {
                 (-1, op::EQ) => PlanArg::Rowid,
                 (_, op::LIMIT) => PlanArg::Limit,
                 (_, op::OFFSET) => PlanArg::Offset,
-                (COL_DISTANCE, op::LT) if ascending => PlanArg::Distance(Bound::Lt),
-                (COL_DISTANCE, op::LE) if ascending => PlanArg::Distance(Bound::Le),
-                (COL_DISTANCE, op::GT) if !ascending => PlanArg::Distance(Bound::Gt),
-                (COL_DISTANCE, op::GE) if !ascending => PlanArg::Distance(Bound::Ge),
+                (COL_DISTANCE, op::LT) => PlanArg::Distance(Bound::Lt),
+                (COL_DISTANCE, op::LE) => PlanArg::Distance(Bound::Le),
                 _ => continue,
             };
             if !c.usable {
@@ -118,10 +115,9 @@ impl VTab for FaissTable {
             let omit = !matches!(arg, PlanArg::Limit | PlanArg::Offset);
             info.use_constraint(&c, plan.0.len() as i32, omit);
         }
-        if let [(COL_DISTANCE, desc)] = info.order_by().as_slice() {
-            if *desc != ascending {
-                info.set_order_by_consumed();
-            }
+        // Results come nearest first: ORDER BY distance (ascending) needs no sort.
+        if let [(COL_DISTANCE, false)] = info.order_by().as_slice() {
+            info.set_order_by_consumed();
         }
         let cost = if plan.0.contains(&PlanArg::Query) {
             10.0
@@ -133,7 +129,10 @@ impl VTab for FaissTable {
     }
 
     fn open(&self) -> Result<FaissCursor> {
-        Ok(FaissCursor::default())
+        Ok(FaissCursor {
+            rows: Rows::Listed(Vec::new()),
+            pos: 0,
+        })
     }
 
     fn update(&mut self, args: &[ValueRef]) -> Result<Option<i64>> {
@@ -171,20 +170,32 @@ impl VTab for FaissTable {
     }
 }
 
-#[derive(Default)]
+/// What a cursor holds: the nearest rows of a search, or, without a query, the indexed rows
+/// (`SELECT count(*)`, `SELECT * … LIMIT 20`: Datasette's table page, sqlite-utils).
+enum Rows {
+    Found(Vec<search::Found>),
+    /// Indexed rowids, ascending; their ids are read when a column asks for them.
+    Listed(Vec<i64>),
+}
+
 pub(crate) struct FaissCursor {
-    rows: Vec<search::Found>,
+    rows: Rows,
     pos: usize,
 }
 
 /// The decoded `xFilter` arguments.
-struct Request {
-    query: Vec<f32>,
-    k: usize,
-    params: SearchParams,
-    filter: Option<HashSet<i64>>,
-    /// Distance bounds from the WHERE clause.
-    bounds: Vec<(Bound, f64)>,
+enum Request {
+    Search {
+        query: Vec<f32>,
+        k: usize,
+        params: SearchParams,
+        filter: Option<HashSet<i64>>,
+        /// Distance bounds from the WHERE clause.
+        bounds: Vec<(Bound, f64)>,
+    },
+    List {
+        filter: Option<HashSet<i64>>,
+    },
 }
 
 /// What `rowid = v` would match: integers, integral reals, integer text.
@@ -248,24 +259,18 @@ fn parse_request(plan: &QueryPlan, args: &[ValueRef], table: &LiveTable) -> Resu
             }
         }
     }
-    let name = table.name();
     let Some(query) = query else {
-        return Err(Error::invalid(format!(
-            "faiss table '{name}' needs a query vector: SELECT … FROM {name} WHERE query = \
-             :vector AND k = 10, or SELECT … FROM {name}(:vector, 10). It cannot be written: \
-             write to its content table '{}' instead",
-            table.meta().content
-        ))
-        .naming_table());
+        return Ok(Request::List { filter });
     };
     // SQLite skips OFFSET rows itself: fetch them too.
     let Some(k) = k.or(limit.map(|l| (l + offset).min(MAX_K))) else {
+        let name = table.name();
         return Err(Error::invalid(format!(
             "faiss table '{name}' needs k: add AND k = 10 (or LIMIT 10 on SQLite 3.41+)"
         ))
         .naming_table());
     };
-    Ok(Request {
+    Ok(Request::Search {
         query,
         k,
         params,
@@ -287,17 +292,33 @@ impl Cursor for FaissCursor {
         let t = &table.table;
         let plan = QueryPlan::parse(idx_str.unwrap_or(""))?;
         let request = parse_request(&plan, args, t).map_err(|e| e.in_table(t.name()))?;
-        let query = Query {
-            vector: &request.query,
-            k: request.k,
-            filter: request.filter.as_ref(),
-            params: &request.params,
+        self.rows = match request {
+            Request::List { filter } => Rows::Listed(
+                search::listing(t, &table.state, filter.as_ref())
+                    .map_err(|e| e.in_table(t.name()))?,
+            ),
+            Request::Search {
+                query,
+                k,
+                params,
+                filter,
+                bounds,
+            } => {
+                let query = Query {
+                    vector: &query,
+                    k,
+                    filter: filter.as_ref(),
+                    params: &params,
+                };
+                let mut found =
+                    search::nearest(t, &table.state, &query).map_err(|e| e.in_table(t.name()))?;
+                found.retain(|(_, _, distance)| {
+                    let d = *distance as f64;
+                    bounds.iter().all(|&(bound, b)| bound.admits(d, b))
+                });
+                Rows::Found(found)
+            }
         };
-        self.rows = search::nearest(t, &table.state, &query).map_err(|e| e.in_table(t.name()))?;
-        self.rows.retain(|(_, _, score)| {
-            let d = *score as f64;
-            request.bounds.iter().all(|&(bound, b)| bound.admits(d, b))
-        });
         self.pos = 0;
         Ok(())
     }
@@ -308,26 +329,41 @@ impl Cursor for FaissCursor {
     }
 
     fn eof(&self) -> bool {
-        self.pos >= self.rows.len()
+        self.pos
+            >= match &self.rows {
+                Rows::Found(found) => found.len(),
+                Rows::Listed(rowids) => rowids.len(),
+            }
     }
 
-    fn column(&self, ctx: &Context, i: i32) -> Result<()> {
-        let (_, id, score) = &self.rows[self.pos];
-        ctx.set(&match i {
-            COL_ID => match id {
-                IdValue::Null => Output::Null,
-                IdValue::Integer(v) => Output::Integer(*v),
-                IdValue::Real(v) => Output::Real(*v),
-                IdValue::Text(s) => Output::Text(s.to_string()),
-            },
-            COL_DISTANCE => Output::Real(*score as f64),
+    fn column(&self, table: &FaissTable, ctx: &Context, i: i32) -> Result<()> {
+        let id_output = |id: &IdValue| match id {
+            IdValue::Null => Output::Null,
+            IdValue::Integer(v) => Output::Integer(*v),
+            IdValue::Real(v) => Output::Real(*v),
+            IdValue::Text(s) => Output::Text(s.to_string()),
+        };
+        let output = match (&self.rows, i) {
+            (Rows::Found(found), COL_ID) => id_output(&found[self.pos].1),
+            (Rows::Found(found), COL_DISTANCE) => Output::Real(found[self.pos].2 as f64),
+            (Rows::Listed(rowids), COL_ID) => {
+                let ids = search::ids_of(&table.table, &rowids[self.pos..self.pos + 1])?;
+                ids.into_iter()
+                    .next()
+                    .flatten()
+                    .map_or(Output::Null, |id| id_output(&id))
+            }
             _ => Output::Null,
-        });
+        };
+        ctx.set(&output);
         Ok(())
     }
 
     fn rowid(&self) -> Result<i64> {
-        Ok(self.rows[self.pos].0)
+        Ok(match &self.rows {
+            Rows::Found(found) => found[self.pos].0,
+            Rows::Listed(rowids) => rowids[self.pos],
+        })
     }
 }
 

@@ -135,7 +135,7 @@ impl Cursor for IndexesCursor {
         self.pos >= self.rows.len()
     }
 
-    fn column(&self, ctx: &Context, i: i32) -> Result<()> {
+    fn column(&self, _: &IndexesTable, ctx: &Context, i: i32) -> Result<()> {
         ctx.set(self.rows[self.pos].get(i as usize).unwrap_or(&Output::Null));
         Ok(())
     }

@@ -5,14 +5,12 @@
 
 use crate::error::{bail, Result};
 
-/// A distance bound on the nearer side of the metric (`distance < ?` for `l2`, `>` for
-/// similarities).
+/// An upper bound on the distance (`distance < ?`, `distance <= ?`): it keeps a prefix of the
+/// nearest-first results, so it can be applied to the k nearest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Bound {
     Lt,
     Le,
-    Gt,
-    Ge,
 }
 
 impl Bound {
@@ -21,8 +19,6 @@ impl Bound {
         match self {
             Bound::Lt => distance < bound,
             Bound::Le => distance <= bound,
-            Bound::Gt => distance > bound,
-            Bound::Ge => distance >= bound,
         }
     }
 }
@@ -49,7 +45,7 @@ pub(crate) enum PlanArg {
 }
 
 impl PlanArg {
-    const ALL: [PlanArg; 11] = [
+    const ALL: [PlanArg; 9] = [
         PlanArg::Query,
         PlanArg::K,
         PlanArg::Limit,
@@ -59,8 +55,6 @@ impl PlanArg {
         PlanArg::RowidIn,
         PlanArg::Distance(Bound::Lt),
         PlanArg::Distance(Bound::Le),
-        PlanArg::Distance(Bound::Gt),
-        PlanArg::Distance(Bound::Ge),
     ];
 
     /// Its character in `idxStr` (shown by EXPLAIN QUERY PLAN).
@@ -75,8 +69,6 @@ impl PlanArg {
             PlanArg::RowidIn => 'i',
             PlanArg::Distance(Bound::Lt) => '<',
             PlanArg::Distance(Bound::Le) => '[',
-            PlanArg::Distance(Bound::Gt) => '>',
-            PlanArg::Distance(Bound::Ge) => ']',
         }
     }
 
@@ -114,7 +106,7 @@ mod tests {
     fn every_argument_round_trips_through_idx_str() {
         let plan = QueryPlan(PlanArg::ALL.to_vec());
         let text = plan.encode();
-        assert_eq!(text, "qklop=i<[>]");
+        assert_eq!(text, "qklop=i<[");
         assert_eq!(QueryPlan::parse(&text).unwrap(), plan);
         assert_eq!(QueryPlan::parse("").unwrap(), QueryPlan::default());
         assert!(QueryPlan::parse("qx").is_err());
@@ -123,7 +115,6 @@ mod tests {
     #[test]
     fn bounds_compare_like_sql() {
         assert!(Bound::Lt.admits(1.0, 2.0) && !Bound::Lt.admits(2.0, 2.0));
-        assert!(Bound::Le.admits(2.0, 2.0) && Bound::Ge.admits(2.0, 2.0));
-        assert!(Bound::Gt.admits(3.0, 2.0) && !Bound::Gt.admits(2.0, 2.0));
+        assert!(Bound::Le.admits(2.0, 2.0) && !Bound::Le.admits(2.5, 2.0));
     }
 }

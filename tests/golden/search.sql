@@ -34,6 +34,18 @@ SELECT faiss_search('main', 'empty', '[1, 2, 3]', 3);
 CREATE TEMP TABLE t (id INTEGER, embedding BLOB);
 INSERT INTO t VALUES (7, faiss_encode('[1]')), (8, faiss_encode('[3]'));
 SELECT faiss_search('temp', 't', '[2.9]', 5);
+-- a fifth argument names the metric; every score is a distance, smaller is nearer:
+-- squared L2, 1 - cosine similarity, the negated inner product
+CREATE TABLE dirs (id TEXT, embedding BLOB);
+INSERT INTO dirs VALUES ('east', '[1, 0]'), ('north', '[0, 2]'), ('west', '[-3, 0]');
+SELECT faiss_search_with_scores('main', 'dirs', '[2, 0]', 3);
+SELECT faiss_search_with_scores('main', 'dirs', '[2, 0]', 3, 'l2');
+SELECT faiss_search_with_scores('main', 'dirs', '[2, 0]', 3, 'cosine');
+SELECT faiss_search_with_scores('main', 'dirs', '[2, 0]', 3, 'ip');
+SELECT faiss_search('main', 'dirs', '[2, 0]', 3, 'manhattan');
+-- a view is searched as a table
+CREATE VIEW east_west AS SELECT * FROM dirs WHERE id != 'north';
+SELECT faiss_search('main', 'east_west', '[0, 1]', 3);
 -- aggregates: filtered search in plain SQL
 SELECT faiss_agg(id, embedding, '[0, 0]', 2) FROM embeddings WHERE id != 1;
 SELECT faiss_agg_with_scores(id, embedding, '[0, 0]', 10) FROM embeddings;

@@ -34,8 +34,14 @@ INSERT INTO docs_idx(docs_idx) VALUES ('optimize');
 SELECT count(*) AS logged_after_optimize FROM docs_idx_changes;
 INSERT INTO docs_idx(docs_idx) VALUES ('rebuild');
 SELECT database, name, content, column, factory, metric, dim, ntotal, pending, deleted, state FROM faiss_indexes;
+-- without a query a faiss table lists the rows it indexes (Datasette's table page, sqlite-utils)
+SELECT count(*) FROM docs_idx;
+SELECT rowid, id, distance IS NULL FROM docs_idx;
+SELECT rowid, id FROM docs_idx WHERE rowid IN (2, 4, 99);
+-- a join runs the search once and looks the content rows up by key
+EXPLAIN QUERY PLAN SELECT d.title, i.distance FROM docs_idx('[0, 0.8]', 2) AS i JOIN docs AS d ON d.rowid = i.rowid;
+EXPLAIN QUERY PLAN SELECT d.title, i.distance FROM docs AS d JOIN docs_idx AS i ON d.rowid = i.rowid WHERE i.query = '[0, 0.8]' AND i.k = 2;
 -- errors name the problem
-SELECT * FROM docs_idx;
 SELECT * FROM docs_idx WHERE query = '[1, 1]';
 SELECT * FROM docs_idx('[1, 1, 1]', 1);
 SELECT * FROM docs_idx('[1, 1]', -1);

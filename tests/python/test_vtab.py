@@ -28,17 +28,16 @@ def knn(conn, table, q, k, extra_sql="", params=()):
 
 
 def brute(data, q, k, metric="l2", allowed=None):
+    """The k nearest (rowid, distance): squared L2, 1 - cosine similarity, or -inner product."""
     idx = np.arange(len(data)) if allowed is None else np.asarray(sorted(allowed))
     sub = data[idx]
     if metric == "l2":
         d = ((sub - q) ** 2).sum(axis=1)
-        order = np.argsort(d, kind="stable")
     elif metric == "ip":
-        d = sub @ q
-        order = np.argsort(-d, kind="stable")
+        d = -(sub @ q)
     else:
-        d = (sub @ q) / (np.linalg.norm(sub, axis=1) * np.linalg.norm(q))
-        order = np.argsort(-d, kind="stable")
+        d = 1 - (sub @ q) / (np.linalg.norm(sub, axis=1) * np.linalg.norm(q))
+    order = np.argsort(d, kind="stable")
     return [(int(idx[i]), float(d[i])) for i in order[:k]]
 
 
@@ -384,7 +383,6 @@ def test_read_only_connections_search_but_do_not_change(tmp_path):
 @pytest.mark.parametrize(
     "sql, message",
     [
-        ("select * from idx", "needs a query vector"),
         ("select * from idx where query = '[1, 0, 0]'", "needs k"),
         ("select * from idx('[1, 0]', 1)", "faiss table 'idx': query vector has 2 dimensions but the index has 3"),
         ("select * from idx('[1, 0, 0]', 0)", "k must be a positive integer"),
@@ -395,7 +393,7 @@ def test_read_only_connections_search_but_do_not_change(tmp_path):
         ("select * from idx('[NaN, 0, 0]', 1)", "only finite numbers"),
         ("insert into idx(idx) values ('vacuum')", "unknown command 'vacuum'"),
         ("insert into idx(rowid, id) values (1, 2)", "is an index over 'docs'"),
-        ("delete from idx", "write to its content table 'docs'"),
+        ("delete from idx", "is an index over 'docs': write to 'docs' instead"),
         ("update idx set id = 3 where query = '[1, 0, 0]' and k = 1", "is an index over 'docs'"),
     ],
 )
@@ -405,3 +403,28 @@ def test_bad_queries_and_writes_are_clear_errors(sql, message):
     conn.execute("create virtual table idx using faiss(content = docs)")
     with pytest.raises(sqlite3.OperationalError, match=message):
         conn.execute(sql).fetchall()
+
+
+def test_without_a_query_the_table_lists_what_it_indexes():
+    conn = connect(isolation_level=None)
+    data = np.random.default_rng(5).normal(size=(50, 4)).astype(np.float32)
+    make_table(conn, data)
+    conn.execute("create virtual table idx using faiss(content = docs, factory = 'HNSW8')")
+    assert conn.execute("select count(*) from idx").fetchone() == (50,)
+    conn.execute("delete from docs where id < 10")
+    conn.execute("update docs set embedding = null where id = 20")
+    rows = conn.execute("select rowid, id, distance from idx").fetchall()
+    assert [r for r, _, _ in rows] == [i for i in range(10, 50) if i != 20]
+    assert all(rowid == id and d is None for rowid, id, d in rows)
+    assert conn.execute("select rowid from idx where rowid in (5, 11, 20, 30)").fetchall() == [(11,), (30,)]
+    # a transaction's own uncommitted writes show, as in a search
+    conn.execute("begin")
+    conn.execute("insert into docs values (100, 0, ?)", [data[0].tobytes()])
+    conn.execute("delete from docs where id = 11")
+    listed = {r for (r,) in conn.execute("select rowid from idx")}
+    assert len(listed) == 39 and 100 in listed and 11 not in listed
+    assert conn.execute("select count(*) from idx").fetchone() == (39,)
+    conn.execute("rollback")
+    listed = {r for (r,) in conn.execute("select rowid from idx")}
+    assert len(listed) == 39 and 100 not in listed and 11 in listed
+
