@@ -68,6 +68,20 @@ pub(crate) fn columns(conn: Conn, schema: &str, table: &str) -> Result<Vec<Strin
     Ok(names)
 }
 
+/// The declared type of `table.column` ("" when none).
+pub(crate) fn declared_type(conn: Conn, schema: &str, table: &str, column: &str) -> Result<String> {
+    let mut stmt =
+        conn.prepare("SELECT type FROM pragma_table_xinfo(?1, ?2) WHERE name = ?3 COLLATE NOCASE")?;
+    stmt.bind_text(1, table)?;
+    stmt.bind_text(2, schema)?;
+    stmt.bind_text(3, column)?;
+    Ok(if stmt.step()? {
+        stmt.text(0).unwrap_or_default()
+    } else {
+        String::new()
+    })
+}
+
 /// Fail unless `schema.table` exists and has every column in `needed`.
 pub(crate) fn check_table(conn: Conn, schema: &str, table: &str, needed: &[&str]) -> Result<()> {
     if object_type(conn, schema, table)?.is_none() {

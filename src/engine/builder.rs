@@ -4,12 +4,14 @@
 
 use std::collections::HashSet;
 
-use crate::error::{bail, Result};
+use crate::error::{bail, Error, Result};
 use crate::index::Index;
 
 use super::config::{Config, Key};
+use super::content::Rejected;
+use super::key::vector_hash;
 use super::params;
-use super::state::LiveState;
+use super::state::{LiveState, NewRow};
 use super::LiveTable;
 
 /// Vector bytes read per batch while building: FAISS adds a batch in one call, and graph
@@ -68,50 +70,102 @@ pub(crate) fn compact(table: &LiveTable, empty: Index, origin: Origin) -> Result
     fill(table, empty, origin)
 }
 
-/// Add every content row to `index`: the new lineage that `persist::save` then stores.
+/// Add every row the index takes to `index`: the new lineage that `persist::save` then stores.
 fn fill(table: &LiveTable, index: Index, origin: Origin) -> Result<LiveState> {
-    let mut state = LiveState::new(index, origin.lineage);
+    let meta = table.meta();
+    let mut state = LiveState::new(index, origin.lineage, meta);
     state.applied_seq = origin.seq;
     let content = table.content();
-    let (mut rowids, mut vectors) = (Vec::new(), Vec::new());
+    let (mut rows, mut vectors) = (Vec::new(), Vec::new());
     content.scan(
         |_| true,
         &mut vectors,
-        |rowid, read, vectors| {
-            read.map_err(|why| why.into_error().context(content.row_context(rowid)))?;
-            rowids.push(rowid);
+        |found, read, vectors| {
+            read.map_err(|why| {
+                let hint = matches!(why, Rejected::Dimension { .. }).then(|| {
+                    ". To index the rows of one dimension (one model, one collection), add \
+                     where = '…' to the options"
+                });
+                let e = why.into_error().context(content.row_context(&found));
+                match hint {
+                    Some(h) => Error::invalid(format!("{}{h}", e.message())),
+                    None => e,
+                }
+            })?;
+            rows.push(NewRow {
+                handle: found.handle,
+                key: found.key,
+                part: found.part,
+            });
             if vectors.len() * std::mem::size_of::<f32>() >= BATCH_BYTES {
-                state.insert(&rowids, vectors)?;
-                rowids.clear();
+                state.insert(&rows, vectors)?;
+                rows.clear();
                 vectors.clear();
             }
             Ok(())
         },
     )?;
-    state.insert(&rowids, &vectors)?;
-    params::apply(&mut state.index, &table.meta().params.faiss)?;
+    state.insert(&rows, &vectors)?;
+    for index in state.indexes_mut() {
+        params::apply(index, &meta.params.faiss)?;
+    }
     Ok(state)
 }
 
-/// Up to `train_size` vectors chosen by a seeded shuffle of the rowids (reproducible).
+/// Refill `state` in place from the content table, keeping its lineage and log position: for a
+/// table whose rowids VACUUM may have renumbered, once a rowid no longer holds the vector it
+/// indexed (`sync`, `persist::load`). Its snapshot stays what it was until `optimize`.
+pub(crate) fn refill(table: &LiveTable, state: &mut LiveState, cookie: i64) -> Result<()> {
+    let origin = Origin {
+        lineage: state.lineage,
+        seq: state.applied_seq,
+    };
+    let mut fresh = fill(table, state.empty_copy()?, origin)?;
+    fresh.build_id = state.build_id.clone();
+    fresh.set_snapshot_seq(state.snapshot_seq());
+    fresh.verified_cookie = cookie;
+    *state = fresh;
+    Ok(())
+}
+
+/// True when every row the index takes holds, under its rowid, the vector the index has for
+/// it (a `rowid-unstable` table after a schema change: see `key`).
+pub(crate) fn rowids_hold_their_vectors(table: &LiveTable, state: &LiveState) -> Result<bool> {
+    let mut rows = 0usize;
+    let mut same = true;
+    let mut buf = Vec::new();
+    table.content().scan(
+        |_| true,
+        &mut buf,
+        |found, read, buf| {
+            rows += 1;
+            same &= read.is_ok() && state.vector_hash(found.handle) == Some(vector_hash(buf));
+            buf.clear();
+            Ok(())
+        },
+    )?;
+    Ok(same && rows == state.live_count())
+}
+
+/// Up to `train_size` vectors chosen by a seeded shuffle of the rows (reproducible).
 fn training_sample(table: &LiveTable) -> Result<Vec<f32>> {
     let content = table.content();
-    let mut rowids = content.rowids()?;
-    let want = table.meta().train_size.min(rowids.len());
-    let mut rng = 0x5EED_u64 ^ (rowids.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut handles = content.handles()?;
+    let want = table.meta().train_size.min(handles.len());
+    let mut rng = 0x5EED_u64 ^ (handles.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     for i in 0..want {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let j = i + (rng % (rowids.len() - i) as u64) as usize;
-        rowids.swap(i, j);
+        let j = i + (rng % (handles.len() - i) as u64) as usize;
+        handles.swap(i, j);
     }
-    let chosen: HashSet<i64> = rowids[..want].iter().copied().collect();
+    let chosen: HashSet<i64> = handles[..want].iter().copied().collect();
     let mut sample = Vec::with_capacity(want * table.meta().dim);
     content.scan(
-        |rowid| chosen.contains(&rowid),
+        |handle| chosen.contains(&handle),
         &mut sample,
-        |rowid, read, _| read.map_err(|why| why.into_error().context(content.row_context(rowid))),
+        |found, read, _| read.map_err(|why| why.into_error().context(content.row_context(&found))),
     )?;
     Ok(sample)
 }

@@ -8,6 +8,7 @@ use crate::sqlite::{quote_ident, Cell};
 
 use super::config::Meta;
 use super::content::read_vector;
+use super::key::{KeyPart, KeyShape, RowKey};
 use super::shadow::{Shadow, ShadowTable};
 use super::state::Change;
 
@@ -30,31 +31,63 @@ impl<'a> ChangeLog<'a> {
         format!("{}_vekter_{suffix}", self.shadow.name())
     }
 
-    /// Triggers that log the rowid of every inserted, deleted or re-vectored content row. A
-    /// change of the INTEGER PRIMARY KEY `pk` logs both the old and the new rowid.
-    pub(crate) fn create_triggers(&self, content: &str, column: &str, pk: &str) -> Result<()> {
+    /// Triggers that log the key of every inserted, deleted or changed content row: a change
+    /// of the vector, the key, the partition or a column of a partial index's predicate logs
+    /// both the old and (when it differs) the new key. A rowid table with no declared key logs
+    /// every UPDATE, as a rowid can change with no column changing.
+    pub(crate) fn create_triggers(&self, meta: &Meta) -> Result<()> {
         let conn = self.shadow.conn();
         let schema = quote_ident(self.shadow.schema());
-        let content = quote_ident(content);
+        let content = quote_ident(&meta.content);
         // Trigger bodies name tables unqualified: they live in the content table's schema.
         let log = quote_ident(&self.shadow.table_name(ShadowTable::Changes));
+        let columns = log_columns(&meta.key).join(", ");
+        let (old, new) = (meta.key.select("old"), meta.key.select("new"));
         conn.execute(&format!(
             "CREATE TRIGGER {schema}.{} AFTER INSERT ON {content} BEGIN \
-             INSERT INTO {log}(rid) VALUES (new.rowid); END",
+             INSERT INTO {log}({columns}) VALUES ({new}); END",
             quote_ident(&self.trigger("ai"))
         ))?;
         conn.execute(&format!(
             "CREATE TRIGGER {schema}.{} AFTER DELETE ON {content} BEGIN \
-             INSERT INTO {log}(rid) VALUES (old.rowid); END",
+             INSERT INTO {log}({columns}) VALUES ({old}); END",
             quote_ident(&self.trigger("ad"))
         ))?;
+        let mut watched = vec![meta.column.clone()];
+        match &meta.key {
+            KeyShape::Rowid => watched.push(meta.pk.clone()),
+            KeyShape::UnstableRowid => watched.clear(),
+            KeyShape::Columns { columns, .. } => watched.extend(columns.iter().cloned()),
+        }
+        if !watched.is_empty() {
+            let extra = meta.predicate.iter().flat_map(|p| p.columns());
+            for c in extra.chain(meta.partition.clone()) {
+                if !watched.iter().any(|w| w.eq_ignore_ascii_case(&c)) {
+                    watched.push(c);
+                }
+            }
+        }
+        let of = match watched.as_slice() {
+            [] => String::new(),
+            cols => format!(
+                " OF {}",
+                cols.iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let differs = match &meta.key {
+            KeyShape::Columns { columns, .. } if columns.len() > 1 => {
+                format!("({new}) IS NOT ({old})")
+            }
+            _ => format!("{new} IS NOT {old}"),
+        };
         conn.execute(&format!(
-            "CREATE TRIGGER {schema}.{} AFTER UPDATE OF {}, {} ON {content} BEGIN \
-             INSERT INTO {log}(rid) VALUES (old.rowid); \
-             INSERT INTO {log}(rid) SELECT new.rowid WHERE new.rowid IS NOT old.rowid; END",
+            "CREATE TRIGGER {schema}.{} AFTER UPDATE{of} ON {content} BEGIN \
+             INSERT INTO {log}({columns}) VALUES ({old}); \
+             INSERT INTO {log}({columns}) SELECT {new} WHERE {differs}; END",
             quote_ident(&self.trigger("au")),
-            quote_ident(column),
-            quote_ident(pk)
         ))
     }
 
@@ -102,36 +135,84 @@ impl<'a> ChangeLog<'a> {
         })
     }
 
-    /// Each distinct rowid logged in `(after, upto]`, with its row's vector as it is now (one
-    /// join with the content table that `meta` names).
+    /// Each distinct row logged in `(after, upto]`, as it is now (one join with the content
+    /// table that `meta` names): its vector, or none when it is gone or outside the index.
     pub(crate) fn changes(&self, meta: &Meta, after: i64, upto: i64) -> Result<Vec<Change>> {
         let dim = meta.dim;
         let mut changes = Vec::new();
         if upto <= after {
             return Ok(changes);
         }
+        let keys = log_columns(&meta.key);
+        let logged = keys
+            .iter()
+            .map(|k| format!("c.{k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let join = match &meta.key {
+            KeyShape::Columns { columns, .. } => columns
+                .iter()
+                .zip(&keys)
+                .map(|(c, k)| format!("t.{} = c.{k}", quote_ident(c)))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            _ => "t.rowid = c.rid".to_string(),
+        };
+        let indexed = match &meta.predicate {
+            Some(p) => format!("CASE WHEN {} THEN 1 ELSE 0 END", p.sql(Some("t"))),
+            None => "1".to_string(),
+        };
+        let partition = match &meta.partition {
+            Some(p) => format!("t.{}", quote_ident(p)),
+            None => "NULL".to_string(),
+        };
         // (A missing log is already reported as damage by `max_seq`, which every reader calls
         // first; here a failure may also be the content table's, which is not damage.)
         let mut stmt = self.shadow.conn().prepare(&format!(
-            "SELECT c.rid, t.{} FROM (SELECT DISTINCT rid FROM {} WHERE seq > ?1 AND seq <= ?2) \
-                 AS c LEFT JOIN {}.{} AS t ON t.rowid = c.rid ORDER BY c.rid",
+            "SELECT {logged}, t.{}, {indexed}, {partition} FROM \
+             (SELECT DISTINCT {} FROM {} WHERE seq > ?1 AND seq <= ?2) AS c \
+             LEFT JOIN {}.{} AS t ON {join}",
             quote_ident(&meta.column),
+            keys.join(", "),
             self.shadow.table(ShadowTable::Changes),
             quote_ident(self.shadow.schema()),
             quote_ident(&meta.content)
         ))?;
         stmt.bind_i64(1, after)?;
         stmt.bind_i64(2, upto)?;
+        let width = keys.len() as i32;
         while stmt.step()? {
-            let Cell::Integer(rowid) = stmt.cell(0) else {
-                continue;
+            let (handle, key) = match &meta.key {
+                KeyShape::Columns { .. } => {
+                    // A NULL key was never indexed: there is nothing to change.
+                    let Some(key) = RowKey::from_cells((0..width).map(|i| stmt.cell(i))) else {
+                        continue;
+                    };
+                    (key.handle(), Some(key))
+                }
+                _ => match stmt.cell(0) {
+                    Cell::Integer(rowid) => (rowid, None),
+                    _ => continue,
+                },
             };
+            let part = match meta.partition {
+                Some(_) => KeyPart::partition(stmt.cell(width + 2)),
+                None => None,
+            };
+            let inside = stmt.cell(width + 1) == Cell::Integer(1)
+                && (meta.partition.is_none() || part.is_some());
             let mut v = Vec::with_capacity(dim);
-            let vector = match stmt.cell(1) {
+            let vector = match stmt.cell(width) {
                 Cell::Null => None,
+                _ if !inside => None,
                 cell => read_vector(cell, dim, &mut v).ok().map(|()| v),
             };
-            changes.push(Change { rowid, vector });
+            changes.push(Change {
+                handle,
+                key,
+                part,
+                vector,
+            });
         }
         Ok(changes)
     }
@@ -145,5 +226,16 @@ impl<'a> ChangeLog<'a> {
         stmt.bind_i64(1, upto)?;
         while stmt.step()? {}
         Ok(())
+    }
+}
+
+/// The change log's key columns: `rid` (a rowid), or `key0`, `key1`, … (the key columns'
+/// values, stored with no type affinity, so each keeps its own type).
+pub(crate) fn log_columns(shape: &KeyShape) -> Vec<String> {
+    match shape {
+        KeyShape::Columns { columns, .. } => {
+            (0..columns.len()).map(|i| format!("key{i}")).collect()
+        }
+        _ => vec!["rid".to_string()],
     }
 }

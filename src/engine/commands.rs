@@ -2,22 +2,24 @@
 //! `optimize`, `integrity-check`), DROP TABLE and ALTER TABLE … RENAME. Each runs in the
 //! statement's write transaction; new states are published only once they are saved.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use crate::catalog::{columns, find_column};
 use crate::error::{bail, Error, Kind, Result};
 use crate::failpoint::failpoint;
 use crate::index::Metric;
 use crate::registry::ConnState;
-use crate::sqlite::Conn;
+use crate::sqlite::{quote_ident, Conn};
 
 use super::atomic::all_or_nothing;
 use super::builder::{self, Origin};
 use super::changelog::ChangeLog;
 use super::config::{Config, Meta};
-use super::content::{self, Rejected};
+use super::content::{self, key_text, Found, Rejected};
+use super::key::{KeyPart, KeyShape};
 use super::params::SearchParams;
 use super::persist;
+use super::predicate::Predicate;
 use super::shadow::Shadow;
 use super::shared;
 use super::snapshot::chunks;
@@ -37,6 +39,10 @@ pub(crate) struct Definition {
     pub(crate) train_size: usize,
     pub(crate) params: SearchParams,
     pub(crate) dim: Option<usize>,
+    /// A partial index: only the rows that match.
+    pub(crate) predicate: Option<Predicate>,
+    /// A partitioned index: one FAISS index per value of this column.
+    pub(crate) partition: Option<String>,
 }
 
 fn check_writable(conn: Conn, schema: &str, what: &str) -> Result<()> {
@@ -56,7 +62,7 @@ pub(crate) fn create(
 ) -> Result<LiveTable> {
     let content = &definition.content;
     check_writable(conn, schema, "create a faiss table")?;
-    let pk = content::key_column(conn, schema, content)?;
+    let (key, pk) = content::key_shape(conn, schema, content)?;
     let have = columns(conn, schema, content)?;
     let column = find_column(&have, content, &definition.column, "vector")?;
     let id_column = definition
@@ -64,6 +70,20 @@ pub(crate) fn create(
         .as_deref()
         .map(|id| find_column(&have, content, id, "id"))
         .transpose()?;
+    let partition = definition
+        .partition
+        .as_deref()
+        .map(|p| find_column(&have, content, p, "partition"))
+        .transpose()?;
+    if partition
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case(&column))
+    {
+        bail!("partition = {column}: the vector column cannot be the partition");
+    }
+    if let Some(p) = &definition.predicate {
+        check_predicate(conn, schema, content, p)?;
+    }
     let shadow = Shadow::new(conn, schema, name);
     if ChangeLog::new(&shadow).content_table()?.is_some() {
         bail!("faiss: triggers named {name}_vekter_* already exist");
@@ -73,6 +93,9 @@ pub(crate) fn create(
         column,
         id_column,
         pk,
+        key,
+        predicate: definition.predicate.clone(),
+        partition,
         factory: definition.factory.clone(),
         metric: definition.metric,
         dim: definition.dim.unwrap_or(0),
@@ -95,15 +118,30 @@ pub(crate) fn create(
     // Build first: it only reads, so a training error leaves nothing to undo. (CREATE VIRTUAL
     // TABLE has a statement journal: SQLite undoes a failed one whole, see `atomic`.)
     let built = builder::build(&table, Origin::FIRST).map_err(|e| e.in_table(name))?;
-    table.shadow().create_tables()?;
+    table.shadow().create_tables(&table.meta().key)?;
     Config::write(table.shadow(), &table.meta().to_config())?;
     persist::save(&table, &built, built.applied_seq)?;
-    let meta = table.meta();
-    table
-        .log()
-        .create_triggers(&meta.content, &meta.column, &meta.pk)?;
+    table.log().create_triggers(table.meta())?;
     shared::publish(state, &table, built);
     Ok(table)
+}
+
+/// Fail unless `predicate` reads only columns `table` has (SQLite checks it in a statement that
+/// reads no row).
+fn check_predicate(conn: Conn, schema: &str, table: &str, predicate: &Predicate) -> Result<()> {
+    let sql = format!(
+        "SELECT 1 FROM {}.{} AS t WHERE {} LIMIT 0",
+        quote_ident(schema),
+        quote_ident(table),
+        predicate.sql(Some("t"))
+    );
+    conn.prepare(&sql).map(drop).map_err(|e| {
+        Error::invalid(format!(
+            "where = '{}' does not fit table '{table}': {}",
+            predicate.sql(None),
+            e.message().replace("column: t.", "column: ")
+        ))
+    })
 }
 
 /// A save from a command, which runs inside an INSERT into the faiss table: see `atomic`.
@@ -138,7 +176,7 @@ pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
             save(table, s, seq)?;
             return Ok(None);
         }
-        s.index.empty_copy().map(Some)
+        s.empty_copy().map(Some)
     })?;
     if let Some(empty) = empty {
         let compact = builder::compact(table, empty, Origin::next(table)?)?;
@@ -150,10 +188,10 @@ pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
 
 /// The content rows as an index sees them.
 struct ContentRows {
-    /// Rowids of rows with an indexable vector, ascending.
-    indexable: Vec<i64>,
+    /// The rows with an indexable vector.
+    indexable: Vec<Found>,
     /// Rows whose vector cannot be indexed, and why.
-    rejected: Vec<(i64, Rejected)>,
+    rejected: Vec<(Found, Rejected)>,
 }
 
 fn content_rows(table: &LiveTable) -> Result<ContentRows> {
@@ -162,11 +200,11 @@ fn content_rows(table: &LiveTable) -> Result<ContentRows> {
     table.content().scan(
         |_| true,
         &mut buf,
-        |rowid, read, buf| {
+        |found, read, buf| {
             buf.clear();
             match read {
-                Ok(()) => good.push(rowid),
-                Err(why) => bad.push((rowid, why)),
+                Ok(()) => good.push(found),
+                Err(why) => bad.push((found, why)),
             }
             Ok(())
         },
@@ -199,42 +237,70 @@ pub(crate) fn integrity_check(table: &LiveTable, state: &ConnState) -> Result<()
         other => drop(other?),
     }
     let ContentRows {
-        indexable: expected,
+        indexable,
         rejected: bad,
     } = content_rows(table)?;
+    let keyed = matches!(table.meta().key, KeyShape::Columns { .. });
+    let (rows, what) = if keyed {
+        ("keys", "rows")
+    } else {
+        ("rowids", "rowids")
+    };
     with_current(table, state, false, |current, overlay| {
-        let mut indexed: HashSet<i64> = current.get().rowids().into_iter().collect();
-        overlay.apply_to(&mut indexed);
-        let missing: Vec<i64> = expected
-            .iter()
-            .filter(|r| !indexed.contains(r))
-            .copied()
+        let s = current.get();
+        let mut indexed: HashMap<i64, Option<KeyPart>> = s
+            .handles()
+            .into_iter()
+            .map(|h| (h, s.part_value(h).cloned()))
             .collect();
-        let expected: HashSet<i64> = expected.into_iter().collect();
-        let extra: Vec<i64> = indexed
+        for h in &overlay.changed {
+            indexed.remove(h);
+        }
+        indexed.extend(overlay.rows.iter().map(|r| (r.handle, r.part.clone())));
+        let name = |handle: i64| match overlay.key(handle).or_else(|| s.key(handle)) {
+            Some(key) => key_text(key),
+            None => handle.to_string(),
+        };
+        let missing: Vec<String> = indexable
             .iter()
-            .filter(|r| !expected.contains(r))
-            .copied()
+            .filter(|f| !indexed.contains_key(&f.handle))
+            .map(|f| describe(f, keyed))
             .collect();
+        let expected: HashMap<i64, &Found> = indexable.iter().map(|f| (f.handle, f)).collect();
+        let extra: Vec<String> = indexed
+            .keys()
+            .filter(|h| !expected.contains_key(h))
+            .map(|&h| name(h))
+            .collect();
+        let misplaced = indexable
+            .iter()
+            .filter(|f| indexed.get(&f.handle).is_some_and(|p| *p != f.part))
+            .count();
         let mut problems = Vec::new();
-        if let Some((rowid, why)) = bad.first() {
+        if let Some((found, why)) = bad.first() {
             problems.push(format!(
-                "{} content rows have a vector that cannot be indexed (row {rowid}: {why})",
-                bad.len()
+                "{} content rows have a vector that cannot be indexed ({}: {why})",
+                bad.len(),
+                describe_row(found, keyed)
             ));
         }
         if !missing.is_empty() {
             problems.push(format!(
-                "{} content rows are not in the index (rowids {})",
+                "{} content rows are not in the index ({rows} {})",
                 missing.len(),
-                sample(&missing)
+                sample(missing)
             ));
         }
         if !extra.is_empty() {
             problems.push(format!(
-                "{} indexed rowids are not in the content table (rowids {})",
+                "{} indexed {what} are not in the content table ({rows} {})",
                 extra.len(),
-                sample(&extra)
+                sample(extra)
+            ));
+        }
+        if misplaced > 0 {
+            problems.push(format!(
+                "{misplaced} rows are indexed in the wrong partition"
             ));
         }
         if problems.is_empty() {
@@ -245,15 +311,34 @@ pub(crate) fn integrity_check(table: &LiveTable, state: &ConnState) -> Result<()
     })
 }
 
-/// Up to five rowids, ascending, for a message.
-fn sample(rowids: &[i64]) -> String {
-    let mut v = rowids.to_vec();
-    v.sort_unstable();
-    let shown: Vec<String> = v.iter().take(5).map(|r| r.to_string()).collect();
-    if v.len() > 5 {
-        format!("{}, …", shown.join(", "))
+/// A row in a message: its rowid, or its key.
+fn describe(found: &Found, keyed: bool) -> String {
+    match (&found.key, keyed) {
+        (Some(key), true) => key_text(key),
+        _ => found.handle.to_string(),
+    }
+}
+
+/// `row 5`, `key 'L0'`.
+fn describe_row(found: &Found, keyed: bool) -> String {
+    match keyed {
+        true => format!("key {}", describe(found, keyed)),
+        false => format!("row {}", found.handle),
+    }
+}
+
+/// Up to five rows, in order, for a message.
+fn sample(mut rows: Vec<String>) -> String {
+    // Rowids sort as numbers, keys as text.
+    rows.sort_by(|a, b| match (a.parse::<i64>(), b.parse::<i64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    });
+    let shown = rows.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if rows.len() > 5 {
+        format!("{shown}, …")
     } else {
-        shown.join(", ")
+        shown
     }
 }
 
@@ -273,8 +358,7 @@ pub(crate) fn rename(table: &mut LiveTable, state: &ConnState, new_name: &str) -
     table.log().drop_triggers()?;
     let renamed = table.shadow().rename_tables(new_name)?;
     failpoint("rename:tables-renamed")?;
-    let meta = table.meta();
-    ChangeLog::new(&renamed).create_triggers(&meta.content, &meta.column, &meta.pk)?;
+    ChangeLog::new(&renamed).create_triggers(table.meta())?;
     shared::forget(state, table.conn(), table.schema(), table.name());
     table.renamed(renamed);
     Ok(())

@@ -8,7 +8,9 @@ use std::str::FromStr;
 use crate::error::{bail, Error, Kind, Result};
 use crate::index::Metric;
 
+use super::key::KeyShape;
 use super::params::SearchParams;
+use super::predicate::Predicate;
 use super::shadow::{Shadow, ShadowTable};
 
 /// Version of the stored layout; a table written by another version is refused, not guessed.
@@ -25,8 +27,19 @@ pub(crate) enum Key {
     Column,
     /// The column returned as `id`; empty for the rowid.
     Id,
-    /// The content table's INTEGER PRIMARY KEY column.
+    /// The content table's INTEGER PRIMARY KEY column (empty for the other key shapes).
     Pk,
+    /// How content rows are identified: `rowid`, `rowid-unstable` or `columns` (`key::KeyShape`).
+    Shape,
+    /// The key columns of the `columns` shape, as a JSON array.
+    ShapeColumns,
+    /// 1 when the content table is WITHOUT ROWID.
+    WithoutRowid,
+    /// A partial index's predicate over the content columns, as vekter wrote it back (empty:
+    /// every row).
+    Where,
+    /// The partition column (empty: not partitioned).
+    Partition,
     Factory,
     Metric,
     Dim,
@@ -43,6 +56,9 @@ pub(crate) enum Key {
     /// and compaction.
     BuildId,
     Lineage,
+    /// `rowid-unstable` tables: the schema cookie at which every indexed rowid was last found
+    /// to hold the vector it indexed (-1: not checked yet).
+    VerifiedCookie,
 }
 
 impl Key {
@@ -53,6 +69,11 @@ impl Key {
             Key::Column => "column",
             Key::Id => "id",
             Key::Pk => "pk",
+            Key::Shape => "key",
+            Key::ShapeColumns => "key_columns",
+            Key::WithoutRowid => "without_rowid",
+            Key::Where => "where",
+            Key::Partition => "partition",
             Key::Factory => "factory",
             Key::Metric => "metric",
             Key::Dim => "dim",
@@ -64,6 +85,7 @@ impl Key {
             Key::SnapshotSeq => "snapshot_seq",
             Key::BuildId => "build_id",
             Key::Lineage => "lineage",
+            Key::VerifiedCookie => "verified_cookie",
         }
     }
 
@@ -75,6 +97,13 @@ impl Key {
             Key::Content => Some(""),
             Key::BuildId => Some(""),
             Key::Lineage => Some("0"),
+            // Tables made before other key shapes existed are keyed by an INTEGER PRIMARY KEY.
+            Key::Shape => Some("rowid"),
+            Key::ShapeColumns => Some("[]"),
+            Key::WithoutRowid => Some("0"),
+            Key::Where => Some(""),
+            Key::Partition => Some(""),
+            Key::VerifiedCookie => Some("-1"),
             _ => None,
         }
     }
@@ -148,6 +177,7 @@ impl Config {
             seq: self.num(Key::SnapshotSeq)?,
             build_id: self.text(Key::BuildId)?.to_string(),
             lineage: self.num(Key::Lineage)?,
+            verified_cookie: self.num::<i64>(Key::VerifiedCookie)?,
         })
     }
 
@@ -167,14 +197,17 @@ pub(crate) struct SnapshotMark {
     pub(crate) seq: i64,
     pub(crate) build_id: String,
     pub(crate) lineage: i64,
+    /// See [`Key::VerifiedCookie`].
+    pub(crate) verified_cookie: i64,
 }
 
 impl SnapshotMark {
-    pub(crate) fn pairs(&self) -> [(Key, String); 3] {
+    pub(crate) fn pairs(&self) -> [(Key, String); 4] {
         [
             (Key::SnapshotSeq, self.seq.to_string()),
             (Key::BuildId, self.build_id.clone()),
             (Key::Lineage, self.lineage.to_string()),
+            (Key::VerifiedCookie, self.verified_cookie.to_string()),
         ]
     }
 }
@@ -205,8 +238,14 @@ pub(crate) struct Meta {
     pub(crate) column: String,
     /// The content column returned as `id`; `None` returns the rowid.
     pub(crate) id_column: Option<String>,
-    /// The content table's INTEGER PRIMARY KEY column (its rowid).
+    /// The content table's INTEGER PRIMARY KEY column (its rowid), or "".
     pub(crate) pk: String,
+    /// How content rows are identified.
+    pub(crate) key: KeyShape,
+    /// A partial index indexes only the rows that match.
+    pub(crate) predicate: Option<Predicate>,
+    /// A partitioned index keeps one FAISS index per value of this column.
+    pub(crate) partition: Option<String>,
     pub(crate) factory: String,
     pub(crate) metric: Metric,
     pub(crate) dim: usize,
@@ -223,6 +262,23 @@ impl Meta {
             (Key::Column, self.column.clone()),
             (Key::Id, self.id_column.clone().unwrap_or_default()),
             (Key::Pk, self.pk.clone()),
+            (Key::Shape, self.key.name().to_string()),
+            (
+                Key::ShapeColumns,
+                serde_json::Value::from(self.key.columns().to_vec()).to_string(),
+            ),
+            (
+                Key::WithoutRowid,
+                (!self.key.has_rowid() as i64).to_string(),
+            ),
+            (
+                Key::Where,
+                self.predicate
+                    .as_ref()
+                    .map(|p| p.sql(None))
+                    .unwrap_or_default(),
+            ),
+            (Key::Partition, self.partition.clone().unwrap_or_default()),
             (Key::Factory, self.factory.clone()),
             (Key::Metric, self.metric.name().to_string()),
             (Key::Dim, self.dim.to_string()),
@@ -246,6 +302,20 @@ impl Meta {
             column: config.text(Key::Column)?.to_string(),
             id_column: (!id.is_empty()).then(|| id.to_string()),
             pk: config.text(Key::Pk)?.to_string(),
+            key: KeyShape::parse(
+                config.text(Key::Shape)?,
+                serde_json::from_str(config.text(Key::ShapeColumns)?)
+                    .map_err(|_| Error::of(Kind::Corrupt, "config has no valid 'key_columns'"))?,
+                config.num::<i64>(Key::WithoutRowid)? == 1,
+            )?,
+            // Parsed again each time: the file may come from a stranger (see `predicate`).
+            predicate: match config.text(Key::Where)? {
+                "" => None,
+                text => Some(Predicate::parse(text).map_err(|e| e.into_kind(Kind::Corrupt))?),
+            },
+            partition: Some(config.text(Key::Partition)?)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string),
             factory: config.text(Key::Factory)?.to_string(),
             metric: Metric::parse(config.text(Key::Metric)?)?,
             dim: config.num(Key::Dim)?,
@@ -275,6 +345,9 @@ mod tests {
             column: "embedding".into(),
             id_column: Some("doc_id".into()),
             pk: "id".into(),
+            key: KeyShape::Rowid,
+            predicate: None,
+            partition: None,
             factory: "HNSW32".into(),
             metric: Metric::Cosine,
             dim: 8,
@@ -289,10 +362,31 @@ mod tests {
 
     #[test]
     fn meta_round_trips_through_config() {
-        let m = meta();
+        let mut m = meta();
         assert_eq!(
             Meta::from_config(&config(m.to_config()), "docs".into()).unwrap(),
             m
+        );
+        m.key = KeyShape::Columns {
+            columns: vec!["collection_id".into(), "a \"b\"".into()],
+            without_rowid: true,
+        };
+        m.pk = String::new();
+        m.predicate = Some(Predicate::parse("collection_id = 1").unwrap());
+        m.partition = Some("tenant".into());
+        assert_eq!(
+            Meta::from_config(&config(m.to_config()), "docs".into()).unwrap(),
+            m
+        );
+        // A table made before other key shapes: keyed by its INTEGER PRIMARY KEY.
+        let old: Vec<_> = meta()
+            .to_config()
+            .into_iter()
+            .filter(|(k, _)| !matches!(k, Key::Shape | Key::ShapeColumns | Key::WithoutRowid))
+            .collect();
+        assert_eq!(
+            Meta::from_config(&config(old), "docs".into()).unwrap().key,
+            KeyShape::Rowid
         );
     }
 
@@ -311,6 +405,7 @@ mod tests {
         assert_eq!(e.message(), "config has no valid 'snapshot_bytes'");
         let mark = c.mark().unwrap();
         assert_eq!((mark.seq, mark.lineage, mark.build_id.as_str()), (4, 0, ""));
+        assert_eq!(mark.verified_cookie, -1);
         // A defaulted key with a value that does not parse reads as its default.
         let garbled = config(vec![
             (Key::SnapshotSeq, "4".into()),

@@ -1,6 +1,6 @@
 //! All SQL a `faiss` table runs on its content table (the change log's join aside): the one
-//! pass over rows in rowid order that builds, trains and checks; vectors and ids of single rows
-//! for searches; and, at creation, which column is the table's INTEGER PRIMARY KEY.
+//! pass over the rows it indexes that builds, trains and checks; vectors, ids and rowids of
+//! single rows for searches; and, at creation, how the table's rows are identified.
 //!
 //! [`read_vector`] is the one place a stored vector is parsed and checked against the index.
 
@@ -9,10 +9,11 @@ use std::fmt;
 use crate::catalog::{id_value, object_type};
 use crate::error::{bail, Error, Result};
 use crate::json::IdValue;
-use crate::sqlite::{quote_ident, Cell, Conn, StmtCache};
+use crate::sqlite::{quote_ident, Cell, Conn, Stmt, StmtCache};
 use crate::vector;
 
 use super::config::Meta;
+use super::key::{KeyPart, KeyShape, RowKey};
 
 /// Why a stored vector cannot be indexed.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +57,41 @@ pub(crate) fn read_vector(cell: Cell, dim: usize, out: &mut Vec<f32>) -> Result<
     Ok(())
 }
 
+/// Where a row is: its handle, and its key when the table is keyed by columns.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowRef<'a> {
+    pub(crate) handle: i64,
+    pub(crate) key: Option<&'a RowKey>,
+}
+
+/// A row the scan found: its handle, key and partition value.
+pub(crate) struct Found {
+    pub(crate) handle: i64,
+    pub(crate) key: Option<RowKey>,
+    pub(crate) part: Option<KeyPart>,
+}
+
+/// Read a row's handle, key and partition value from `stmt`, whose columns start with the key
+/// (`shape.select`) and end with the partition when there is one. `None`: a NULL key or
+/// partition, which the index leaves out.
+pub(crate) fn found(stmt: &Stmt, shape: &KeyShape, partition_at: Option<i32>) -> Option<Found> {
+    let (handle, key) = match shape {
+        KeyShape::Columns { columns, .. } => {
+            let key = RowKey::from_cells((0..columns.len() as i32).map(|i| stmt.cell(i)))?;
+            (key.handle(), Some(key))
+        }
+        _ => match stmt.cell(0) {
+            Cell::Integer(rowid) => (rowid, None),
+            _ => return None,
+        },
+    };
+    let part = match partition_at {
+        Some(at) => Some(KeyPart::partition(stmt.cell(at))?),
+        None => None,
+    };
+    Some(Found { handle, key, part })
+}
+
 /// The content table of one `faiss` table, as one connection sees it.
 pub(crate) struct Content<'a> {
     conn: Conn,
@@ -85,59 +121,103 @@ impl<'a> Content<'a> {
     }
 
     /// `table.column of row N`, for errors about one row.
-    pub(crate) fn row_context(&self, rowid: i64) -> String {
-        format!("{}.{} of row {rowid}", self.meta.content, self.meta.column)
+    pub(crate) fn row_context(&self, found: &Found) -> String {
+        let row = match &found.key {
+            Some(key) => format!("key {}", key_text(key)),
+            None => format!("row {}", found.handle),
+        };
+        format!("{}.{} of {row}", self.meta.content, self.meta.column)
     }
 
-    /// Every row with a non-NULL vector that `keep` accepts, in rowid order:
-    /// `visit(rowid, result, buf)`, where on `Ok` the row's vector was appended to `buf` (the
-    /// caller keeps or truncates it).
+    /// `WHERE` for the rows the index takes: a vector, and the predicate of a partial index.
+    fn indexed_rows(&self) -> String {
+        let mut sql = format!("t.{} IS NOT NULL", quote_ident(&self.meta.column));
+        if let Some(p) = &self.meta.predicate {
+            sql.push_str(&format!(" AND {}", p.sql(Some("t"))));
+        }
+        sql
+    }
+
+    /// `ORDER BY` for a pass over the table: rowid order, or the key's in a WITHOUT ROWID table.
+    fn order(&self) -> &'static str {
+        if self.meta.key.has_rowid() {
+            " ORDER BY t.rowid"
+        } else {
+            ""
+        }
+    }
+
+    /// The key columns, then `extra`, then the partition column, from `t`; the partition's index.
+    fn select(&self, extra: &str) -> (String, Option<i32>) {
+        let mut sql = self.meta.key.select("t");
+        let mut width = self.meta.key.width();
+        if !extra.is_empty() {
+            sql.push_str(", ");
+            sql.push_str(extra);
+            width += 1;
+        }
+        let partition_at = self.meta.partition.as_ref().map(|p| {
+            sql.push_str(&format!(", t.{}", quote_ident(p)));
+            width as i32
+        });
+        (sql, partition_at)
+    }
+
+    /// Every row the index takes that `keep` accepts: `visit(row, result, buf)`, where on
+    /// `Ok` the row's vector was appended to `buf` (the caller keeps or truncates it). Rows
+    /// whose key or partition is NULL are left out.
     pub(crate) fn scan(
         &self,
         mut keep: impl FnMut(i64) -> bool,
         buf: &mut Vec<f32>,
-        mut visit: impl FnMut(i64, Result<(), Rejected>, &mut Vec<f32>) -> Result<()>,
+        mut visit: impl FnMut(Found, Result<(), Rejected>, &mut Vec<f32>) -> Result<()>,
     ) -> Result<()> {
-        let column = quote_ident(&self.meta.column);
+        let column = format!("t.{}", quote_ident(&self.meta.column));
+        let (select, partition_at) = self.select(&column);
+        let vector_at = self.meta.key.width() as i32;
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT rowid, {column} FROM {} WHERE {column} IS NOT NULL ORDER BY rowid",
-            self.table()
+            "SELECT {select} FROM {} AS t WHERE {}{}",
+            self.table(),
+            self.indexed_rows(),
+            self.order()
         ))?;
         while stmt.step()? {
-            let Cell::Integer(rowid) = stmt.cell(0) else {
+            let Some(row) = found(&stmt, &self.meta.key, partition_at) else {
                 continue;
             };
-            if !keep(rowid) {
+            if !keep(row.handle) {
                 continue;
             }
-            let read = read_vector(stmt.cell(1), self.meta.dim, buf);
-            visit(rowid, read, buf)?;
+            let read = read_vector(stmt.cell(vector_at), self.meta.dim, buf);
+            visit(row, read, buf)?;
         }
         Ok(())
     }
 
-    /// Rowids of the rows with a non-NULL vector, ascending.
-    pub(crate) fn rowids(&self) -> Result<Vec<i64>> {
-        let column = quote_ident(&self.meta.column);
+    /// Handles of the rows the index takes, in scan order.
+    pub(crate) fn handles(&self) -> Result<Vec<i64>> {
+        let (select, partition_at) = self.select("");
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT rowid FROM {} WHERE {column} IS NOT NULL ORDER BY rowid",
-            self.table()
+            "SELECT {select} FROM {} AS t WHERE {}{}",
+            self.table(),
+            self.indexed_rows(),
+            self.order()
         ))?;
-        let mut rowids = Vec::new();
+        let mut handles = Vec::new();
         while stmt.step()? {
-            if let Cell::Integer(r) = stmt.cell(0) {
-                rowids.push(r);
-            }
+            handles.extend(found(&stmt, &self.meta.key, partition_at).map(|f| f.handle));
         }
-        Ok(rowids)
+        Ok(handles)
     }
 
-    /// The dimension of the first stored vector, if any (what a new table's index takes).
+    /// The dimension of the first vector the index would take (what a new table's index takes).
     pub(crate) fn first_dim(&self) -> Result<Option<usize>> {
-        let column = quote_ident(&self.meta.column);
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {column} FROM {} WHERE {column} IS NOT NULL ORDER BY rowid LIMIT 1",
-            self.table()
+            "SELECT t.{} FROM {} AS t WHERE {}{} LIMIT 1",
+            quote_ident(&self.meta.column),
+            self.table(),
+            self.indexed_rows(),
+            self.order()
         ))?;
         if !stmt.step()? {
             return Ok(None);
@@ -147,22 +227,32 @@ impl<'a> Content<'a> {
             .map_err(|e| e.context(format!("first vector of {}", self.meta.content)))
     }
 
-    /// Vectors of `rowids` as this connection sees them (missing, NULL or unindexable rows left
+    /// Bind `row` as parameter 1… of a lookup by [`KeyShape::matches`].
+    fn bind(&self, stmt: &mut Stmt, row: RowRef) -> Result<bool> {
+        match (row.key, &self.meta.key) {
+            (Some(key), KeyShape::Columns { .. }) => key.bind(stmt, 1)?,
+            (_, KeyShape::Columns { .. }) => return Ok(false),
+            _ => stmt.bind_i64(1, row.handle)?,
+        }
+        Ok(true)
+    }
+
+    /// Vectors of `rows` as this connection sees them (missing, NULL or unindexable rows left
     /// out).
-    pub(crate) fn vectors_of(&self, rowids: &[i64]) -> Result<Vec<(i64, Vec<f32>)>> {
+    pub(crate) fn vectors_of(&self, rows: &[RowRef]) -> Result<Vec<(i64, Vec<f32>)>> {
         let sql = format!(
-            "SELECT {} FROM {} WHERE rowid = ?1",
+            "SELECT {} FROM {} WHERE {}",
             quote_ident(&self.meta.column),
-            self.table()
+            self.table(),
+            self.meta.key.matches(1)
         );
         self.stmts.with(self.conn, &sql, |stmt| {
-            let mut out = Vec::with_capacity(rowids.len());
-            for &rowid in rowids {
-                stmt.bind_i64(1, rowid)?;
-                if stmt.step()? {
+            let mut out = Vec::with_capacity(rows.len());
+            for &row in rows {
+                if self.bind(stmt, row)? && stmt.step()? {
                     let mut v = Vec::with_capacity(self.meta.dim);
                     if read_vector(stmt.cell(0), self.meta.dim, &mut v).is_ok() {
-                        out.push((rowid, v));
+                        out.push((row.handle, v));
                     }
                 }
                 stmt.reset();
@@ -171,22 +261,45 @@ impl<'a> Content<'a> {
         })
     }
 
-    /// The `id` of each rowid (the rowid itself when the table has no id column); `None` for
-    /// a rowid this connection cannot see in the content table (a row deleted in a way no
-    /// trigger saw, or one committed after this connection's read snapshot began).
-    pub(crate) fn ids_of(&self, rowids: &[i64]) -> Result<Vec<Option<IdValue>>> {
-        let id = self
-            .meta
-            .id_column
-            .as_deref()
-            .map_or("rowid".to_string(), quote_ident);
-        let sql = format!("SELECT {id} FROM {} WHERE rowid = ?1", self.table());
+    /// Where each of `rows` is now: its current rowid (its handle in a WITHOUT ROWID table) and
+    /// its `id` — the `id=` column, else the rowid or the key (a composite key as a JSON
+    /// array). `None` for a row this connection cannot see in the content table (deleted in a
+    /// way no trigger saw, or committed after this connection's read snapshot began).
+    pub(crate) fn locate(&self, rows: &[RowRef]) -> Result<Vec<Option<(i64, IdValue)>>> {
+        let id = match (&self.meta.id_column, &self.meta.key) {
+            (Some(column), _) => quote_ident(column),
+            (None, KeyShape::Columns { columns, .. }) if columns.len() == 1 => {
+                quote_ident(&columns[0])
+            }
+            (None, KeyShape::Columns { columns, .. }) => format!(
+                "json_array({})",
+                columns
+                    .iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (None, _) => "rowid".to_string(),
+        };
+        let rowid = if self.meta.key.has_rowid() {
+            "rowid"
+        } else {
+            "NULL"
+        };
+        let sql = format!(
+            "SELECT {rowid}, {id} FROM {} WHERE {}",
+            self.table(),
+            self.meta.key.matches(1)
+        );
         self.stmts.with(self.conn, &sql, |stmt| {
-            let mut out = Vec::with_capacity(rowids.len());
-            for &rowid in rowids {
-                stmt.bind_i64(1, rowid)?;
-                out.push(if stmt.step()? {
-                    Some(id_value(stmt.cell(0))?)
+            let mut out = Vec::with_capacity(rows.len());
+            for &row in rows {
+                out.push(if self.bind(stmt, row)? && stmt.step()? {
+                    let rowid = match stmt.cell(0) {
+                        Cell::Integer(r) => r,
+                        _ => row.handle,
+                    };
+                    Some((rowid, id_value(stmt.cell(1))?))
                 } else {
                     None
                 });
@@ -195,23 +308,62 @@ impl<'a> Content<'a> {
             Ok(out)
         })
     }
+
+    /// The handles of the rows with these rowids (a `rowid = …` filter on a table keyed by
+    /// columns); rows that are gone or have a NULL key are left out.
+    pub(crate) fn handles_of_rowids(&self, rowids: impl Iterator<Item = i64>) -> Result<Vec<i64>> {
+        let sql = format!(
+            "SELECT {} FROM {} AS t WHERE t.rowid = ?1",
+            self.meta.key.select("t"),
+            self.table()
+        );
+        self.stmts.with(self.conn, &sql, |stmt| {
+            let mut out = Vec::new();
+            for rowid in rowids {
+                stmt.bind_i64(1, rowid)?;
+                if stmt.step()? {
+                    out.extend(found(stmt, &self.meta.key, None).map(|f| f.handle));
+                }
+                stmt.reset();
+            }
+            Ok(out)
+        })
+    }
 }
 
-/// The INTEGER PRIMARY KEY column of `table`, or an error saying why it cannot be a content
-/// table: other rowids may change on VACUUM, which would silently re-point the index.
-pub(crate) fn key_column(conn: Conn, schema: &str, table: &str) -> Result<String> {
+/// A key as a message shows it: `'L0'`, `(1, 'L0')`.
+pub(crate) fn key_text(key: &RowKey) -> String {
+    let parts: Vec<String> = key
+        .0
+        .iter()
+        .map(|p| match p {
+            KeyPart::Int(i) => i.to_string(),
+            KeyPart::Real(x) => x.to_string(),
+            KeyPart::Text(t) => format!("'{t}'"),
+            KeyPart::Blob(b) => format!(
+                "X'{}'",
+                b.iter().map(|x| format!("{x:02X}")).collect::<String>()
+            ),
+        })
+        .collect();
+    match parts.as_slice() {
+        [one] => one.clone(),
+        _ => format!("({})", parts.join(", ")),
+    }
+}
+
+/// How the rows of `table` are identified (`key::KeyShape`), and its INTEGER PRIMARY KEY
+/// column when it has one; an error when it cannot be a content table at all.
+pub(crate) fn key_shape(conn: Conn, schema: &str, table: &str) -> Result<(KeyShape, String)> {
     match object_type(conn, schema, table)?.as_deref() {
         Some("table") => {}
         Some(other) => bail!("content '{table}' is a {other}: it must be an ordinary table"),
         None => bail!(NotFound: "no content table named '{table}' in database '{schema}'"),
     }
     let content = format!("{}.{}", quote_ident(schema), quote_ident(table));
-    if conn
+    let without_rowid = conn
         .prepare(&format!("SELECT rowid FROM {content} LIMIT 0"))
-        .is_err()
-    {
-        bail!("content table '{table}' is WITHOUT ROWID: faiss tables index rowid tables only");
-    }
+        .is_err();
     let mut stmt = conn.prepare(
         "SELECT name, upper(type) FROM pragma_table_info(?1, ?2) WHERE pk > 0 ORDER BY pk",
     )?;
@@ -224,14 +376,43 @@ pub(crate) fn key_column(conn: Conn, schema: &str, table: &str) -> Result<String
             stmt.text(1).unwrap_or_default(),
         ));
     }
-    match keys.as_slice() {
-        [(name, kind)] if kind == "INTEGER" => Ok(name.clone()),
-        _ => bail!(
-            "content table '{table}' has no INTEGER PRIMARY KEY, so VACUUM may renumber its \
-             rowids and the index would point at the wrong rows: add a column such as \
-             `id INTEGER PRIMARY KEY` (faiss_search() works without one)"
+    drop(stmt);
+    Ok(match keys.as_slice() {
+        [] if without_rowid => bail!("content table '{table}' is WITHOUT ROWID but has no key"),
+        [] => (KeyShape::UnstableRowid, String::new()),
+        // An INTEGER PRIMARY KEY of a rowid table is the rowid itself, unless declared DESC
+        // (SQLite's documented quirk): then it is an ordinary column.
+        [(name, kind)] if kind == "INTEGER" && !without_rowid && !pk_desc(conn, schema, table)? => {
+            (KeyShape::Rowid, name.clone())
+        }
+        _ => (
+            KeyShape::Columns {
+                columns: keys.into_iter().map(|(name, _)| name).collect(),
+                without_rowid,
+            },
+            String::new(),
         ),
-    }
+    })
+}
+
+/// True when `table`'s CREATE statement declares `PRIMARY KEY DESC`.
+fn pk_desc(conn: Conn, schema: &str, table: &str) -> Result<bool> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT sql FROM {}.sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+        quote_ident(schema)
+    ))?;
+    stmt.bind_text(1, table)?;
+    let sql = if stmt.step()? {
+        stmt.text(0).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let words: Vec<String> = sql
+        .split(|c: char| !c.is_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_uppercase)
+        .collect();
+    Ok(words.windows(3).any(|w| w == ["PRIMARY", "KEY", "DESC"]))
 }
 
 #[cfg(test)]

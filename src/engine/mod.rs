@@ -26,8 +26,10 @@ mod changelog;
 pub(crate) mod commands;
 pub(crate) mod config;
 mod content;
+pub(crate) mod key;
 mod params;
 mod persist;
+pub(crate) mod predicate;
 mod rowid_hash;
 pub(crate) mod search;
 pub(crate) mod shadow;
@@ -43,6 +45,7 @@ pub(crate) use builder::DEFAULT_TRAIN_SIZE;
 pub(crate) use commands::Definition;
 pub(crate) use config::Meta;
 pub(crate) use params::SearchParams;
+pub(crate) use predicate::Predicate;
 pub(crate) use search::Query;
 pub(crate) use shadow::DECLARED as SHADOW_TABLES;
 
@@ -125,8 +128,9 @@ impl LiveTable {
 }
 
 /// The `faiss` table that `faiss_search(…, table, …)` should use: `table` itself when it is
-/// one, or the single `faiss` table over it. `None`: a plain table.
-pub(crate) fn resolve(conn: Conn, schema: &str, table: &str) -> Result<Option<String>> {
+/// one, or the single `faiss` table over it that indexes every row at once (no `where`, no
+/// `partition`: a partial index must not answer for the whole table). `None`: the plain path.
+pub(crate) fn resolve(conn: Conn, schema: &str, table: &str) -> Result<Option<(String, Meta)>> {
     let master = format!("{}.sqlite_master", quote_ident(schema));
     let mut stmt = conn.prepare(&format!(
         "SELECT name, sql FROM {master} WHERE type = 'table' AND name = ?1 COLLATE NOCASE"
@@ -138,7 +142,10 @@ pub(crate) fn resolve(conn: Conn, schema: &str, table: &str) -> Result<Option<St
             .split(|c: char| !c.is_alphanumeric() && c != '_')
             .collect();
         if words.windows(2).any(|w| w == ["using", "faiss"]) && sql.starts_with("create virtual") {
-            return Ok(stmt.text(0));
+            if let Some(name) = stmt.text(0) {
+                let meta = LiveTable::open(conn, schema, &name)?.meta().clone();
+                return Ok(Some((name, meta)));
+            }
         }
     }
     // Each faiss table keeps an insert trigger `<name>_vekter_ai` on its content table.
@@ -151,17 +158,24 @@ pub(crate) fn resolve(conn: Conn, schema: &str, table: &str) -> Result<Option<St
     ))?;
     stmt.bind_text(1, table)?;
     stmt.bind_text(2, INSERT_TRIGGER_SUFFIX)?;
-    let mut names = Vec::new();
+    let mut whole = Vec::new();
     while stmt.step()? {
-        names.extend(stmt.text(0));
+        let Some(name) = stmt.text(0) else { continue };
+        let meta = LiveTable::open(conn, schema, &name)?.meta().clone();
+        if meta.predicate.is_none() && meta.partition.is_none() {
+            whole.push((name, meta));
+        }
     }
-    match names.len() {
-        0 => Ok(None),
-        1 => Ok(names.pop()),
+    match whole.len() {
+        0 | 1 => Ok(whole.pop()),
         _ => Err(Error::invalid(format!(
             "table '{table}' has {} faiss indexes ({}): name the one to search",
-            names.len(),
-            names.join(", ")
+            whole.len(),
+            whole
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }

@@ -9,7 +9,9 @@
 use crate::error::Result;
 use crate::failpoint::failpoint;
 
+use super::builder;
 use super::config::{Config, SnapshotMark};
+use super::key::KeyShape;
 use super::params;
 use super::snapshot::chunks;
 use super::state::LiveState;
@@ -26,6 +28,7 @@ pub(crate) fn save(table: &LiveTable, state: &LiveState, seq: i64) -> Result<()>
         seq,
         build_id: state.build_id.clone(),
         lineage: state.lineage,
+        verified_cookie: state.verified_cookie,
     };
     let mut pairs = record.pairs().to_vec();
     pairs.extend(mark.pairs());
@@ -47,17 +50,37 @@ pub(crate) fn load(table: &LiveTable) -> Result<LiveState> {
     let mut snapshot =
         chunks::open(shadow, &config.record()?).map_err(|e| e.in_table(table.name()))?;
     let seq = mark.seq;
-    let mut state = LiveState::from_payload(
-        &mut snapshot,
-        meta.dim,
-        meta.metric,
-        (mark.build_id, mark.lineage, seq),
-    )
-    .map_err(|e| e.in_table(table.name()))?;
+    let mut state =
+        LiveState::from_payload(&mut snapshot, meta, (mark.build_id, mark.lineage, seq))
+            .map_err(|e| e.in_table(table.name()))?;
     drop(snapshot);
-    params::apply(&mut state.index, &meta.params.faiss)?;
+    state.verified_cookie = mark.verified_cookie;
+    for index in state.indexes_mut() {
+        params::apply(index, &meta.params.faiss)?;
+    }
     let upto = table.log().max_seq()?;
     let changes = table.log().changes(meta, seq, upto)?;
     state.apply(changes, upto)?;
+    verify_rowids(table, &mut state)?;
     Ok(state)
+}
+
+/// For a table whose rowids VACUUM may renumber (`key`): after a schema change, check that each
+/// rowid still holds the vector the index has for it, and refill the index from the table when
+/// one does not. Nothing to do for other tables, or when the schema has not changed.
+pub(crate) fn verify_rowids(table: &LiveTable, state: &mut LiveState) -> Result<()> {
+    if table.meta().key != KeyShape::UnstableRowid {
+        return Ok(());
+    }
+    let cookie = table.conn().schema_version(table.schema(), None)?;
+    if state.verified_cookie == cookie {
+        return Ok(());
+    }
+    if builder::rowids_hold_their_vectors(table, state)? {
+        state.verified_cookie = cookie;
+        state.generation = crate::registry::next_generation();
+        Ok(())
+    } else {
+        builder::refill(table, state, cookie)
+    }
 }

@@ -1,18 +1,21 @@
-//! Searching a `faiss` table: per-query parameters, the selector (live slots, minus this
-//! connection's overlay, within a `rowid` filter), exact search where FAISS cannot help,
-//! re-rank, and the merge of FAISS's hits with the overlay's.
+//! Searching a `faiss` table: the partition to search, per-query parameters, the selector (live
+//! slots, minus this connection's overlay, within a `rowid` filter), exact search where FAISS
+//! cannot help, re-rank, the merge of FAISS's hits with the overlay's, and where each hit is in
+//! the content table now. Also the listing a faiss table gives without a query.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use crate::error::{Kind, Result};
+use crate::error::{bail, Error, Kind, Result};
 use crate::index::{Bitmap, Hit, Index};
 use crate::json::IdValue;
 use crate::registry::ConnState;
 
+use super::content::RowRef;
+use super::key::{KeyPart, KeyShape, RowKey};
 use super::params::{self, SearchParams};
 use super::shared::StateRef;
-use super::state::LiveState;
+use super::state::{LiveState, Part};
 use super::sync::{with_current, Overlay};
 use super::LiveTable;
 
@@ -24,9 +27,12 @@ const EXACT_FILTER_MAX: usize = 200_000;
 pub(crate) struct Query<'a> {
     pub(crate) vector: &'a [f32],
     pub(crate) k: usize,
-    /// Only these rowids may be returned (`rowid IN (…)`).
+    /// Only these rows may be returned (`rowid IN (…)`): content rowids, or the faiss table's
+    /// own rowids for a WITHOUT ROWID content table.
     pub(crate) filter: Option<&'a HashSet<i64>>,
     pub(crate) params: &'a SearchParams,
+    /// The partition to search (partitioned tables only).
+    pub(crate) partition: Option<&'a KeyPart>,
 }
 
 impl Query<'_> {
@@ -37,11 +43,32 @@ impl Query<'_> {
     }
 }
 
-/// One result: the content row, its `id`, and its distance.
-pub(crate) type Found = (i64, IdValue, f32);
+/// One result: where the row is in the content table now, its `id`, and its distance.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Found {
+    /// The content row's rowid (the handle in a WITHOUT ROWID table).
+    pub(crate) rowid: i64,
+    pub(crate) id: IdValue,
+    pub(crate) distance: f32,
+}
+
+/// Fail unless the partition is named exactly when the table is partitioned.
+fn check_partition(table: &LiveTable, partition: Option<&KeyPart>) -> Result<()> {
+    let name = table.name();
+    let message = match (&table.meta().partition, partition) {
+        (Some(column), None) => format!(
+            "faiss table '{name}' is partitioned by {column}: name the partition to search, \
+             WHERE query = :q AND k = 10 AND {column} = :value"
+        ),
+        (None, Some(_)) => format!("faiss table '{name}' is not partitioned"),
+        _ => return Ok(()),
+    };
+    Err(Error::invalid(message).naming_table())
+}
 
 /// The `k` nearest rows for `query`, nearest first.
 pub(crate) fn nearest(table: &LiveTable, state: &ConnState, query: &Query) -> Result<Vec<Found>> {
+    check_partition(table, query.partition)?;
     // Rows the content table no longer has (deleted where no trigger saw it, e.g. by
     // INSERT OR REPLACE on another UNIQUE column) are dropped and more are fetched.
     let mut extra = 0;
@@ -52,20 +79,30 @@ pub(crate) fn nearest(table: &LiveTable, state: &ConnState, query: &Query) -> Re
             ..*query
         };
         let found = with_current(table, state, exclusive, |s, overlay| {
-            search(table, s, overlay, &wanted)
+            let Some(hits) = search(table, s, overlay, &wanted)? else {
+                return Ok(None);
+            };
+            let refs = refs(s.get(), overlay, hits.iter().map(|h| h.0));
+            let located = table.content().locate(&refs)?;
+            Ok(Some((hits, located)))
         })?;
-        let Some(hits) = found else {
+        let Some((hits, located)) = found else {
             exclusive = true;
             continue;
         };
         let exhausted = hits.len() < wanted.k;
-        let rowids: Vec<i64> = hits.iter().map(|h| h.0).collect();
-        let ids = table.content().ids_of(&rowids)?;
-        let missing = ids.iter().filter(|id| id.is_none()).count();
+        let missing = located.iter().filter(|l| l.is_none()).count();
         let rows: Vec<Found> = hits
             .into_iter()
-            .zip(ids)
-            .filter_map(|((rowid, distance), id)| Some((rowid, id?, distance)))
+            .zip(located)
+            .filter_map(|((_, distance), at)| {
+                let (rowid, id) = at?;
+                Some(Found {
+                    rowid,
+                    id,
+                    distance,
+                })
+            })
             .take(query.k)
             .collect();
         if missing == 0 || rows.len() >= query.k || exhausted || extra > 4096 {
@@ -75,39 +112,101 @@ pub(crate) fn nearest(table: &LiveTable, state: &ConnState, query: &Query) -> Re
     }
 }
 
-/// The rows `table` indexes as this connection sees them (within `filter` if given), ascending:
-/// what a faiss table lists without a query.
+/// Where the rows of `handles` are: their keys, from the state or this connection's overlay.
+fn refs<'s>(
+    state: &'s LiveState,
+    overlay: &'s Overlay,
+    handles: impl Iterator<Item = i64>,
+) -> Vec<RowRef<'s>> {
+    handles
+        .map(|handle| RowRef {
+            handle,
+            key: overlay.key(handle).or_else(|| state.key(handle)),
+        })
+        .collect()
+}
+
+/// A row a faiss table lists without a query.
+#[derive(Debug, Clone)]
+pub(crate) struct Listed {
+    pub(crate) handle: i64,
+    pub(crate) key: Option<RowKey>,
+    pub(crate) part: Option<KeyPart>,
+}
+
+/// The rows `table` indexes as this connection sees them, within `filter` and `partition`
+/// when given, in handle order: what a faiss table lists without a query.
 pub(crate) fn listing(
     table: &LiveTable,
     state: &ConnState,
     filter: Option<&HashSet<i64>>,
-) -> Result<Vec<i64>> {
+    partition: Option<&KeyPart>,
+) -> Result<Vec<Listed>> {
     with_current(table, state, false, |current, overlay| {
         let s = current.get();
-        let mut indexed: HashSet<i64> = match filter {
-            Some(f) => f
-                .iter()
-                .copied()
-                .filter(|&r| s.slot_of(r).is_some())
-                .collect(),
-            None => s.rowids().into_iter().collect(),
+        let filtered = match filter {
+            Some(f) => Some(to_handles(table, f)?),
+            None => None,
         };
-        overlay.apply_to(&mut indexed);
-        if let Some(f) = filter {
-            indexed.retain(|r| f.contains(r));
+        let handles = match &filtered {
+            Some(f) => f.iter().copied().collect(),
+            None => s.handles(),
+        };
+        let mut rows: Vec<Listed> = handles
+            .into_iter()
+            .filter(|h| s.contains(*h) && !overlay.changed.contains(h))
+            .map(|handle| Listed {
+                handle,
+                key: s.key(handle).cloned(),
+                part: s.part_value(handle).cloned(),
+            })
+            .collect();
+        rows.extend(
+            overlay
+                .rows
+                .iter()
+                .filter(|r| filtered.as_ref().is_none_or(|f| f.contains(&r.handle)))
+                .map(|r| Listed {
+                    handle: r.handle,
+                    key: r.key.clone(),
+                    part: r.part.clone(),
+                }),
+        );
+        if let Some(p) = partition {
+            rows.retain(|r| r.part.as_ref() == Some(p));
         }
-        let mut rowids: Vec<i64> = indexed.into_iter().collect();
-        rowids.sort_unstable();
-        Ok(rowids)
+        rows.sort_unstable_by_key(|r| r.handle);
+        Ok(rows)
     })
 }
 
-/// The `id` of each rowid, `None` where the content table no longer has the row.
-pub(crate) fn ids_of(table: &LiveTable, rowids: &[i64]) -> Result<Vec<Option<IdValue>>> {
-    table.content().ids_of(rowids)
+/// Where a listed row is in the content table now: its rowid (its handle in a WITHOUT ROWID
+/// table) and its `id`; `None` when the content table no longer has it.
+pub(crate) fn locate(table: &LiveTable, row: &Listed) -> Result<Option<(i64, IdValue)>> {
+    let refs = [RowRef {
+        handle: row.handle,
+        key: row.key.as_ref(),
+    }];
+    Ok(table.content().locate(&refs)?.pop().flatten())
 }
 
-/// The `k` nearest rows as `(rowid, distance)`, nearest first. `None` when the query sets
+/// The handles of the rows a `rowid` filter names: the rowids themselves, unless the table is
+/// keyed by columns and has rowids (then each row's key gives its handle).
+fn to_handles(table: &LiveTable, filter: &HashSet<i64>) -> Result<HashSet<i64>> {
+    Ok(match &table.meta().key {
+        KeyShape::Columns {
+            without_rowid: false,
+            ..
+        } => table
+            .content()
+            .handles_of_rowids(filter.iter().copied())?
+            .into_iter()
+            .collect(),
+        _ => filter.clone(),
+    })
+}
+
+/// The `k` nearest rows as `(handle, distance)`, nearest first. `None` when the query sets
 /// parameters that need the index exclusively but `state` is shared: ask again with it.
 fn search(
     table: &LiveTable,
@@ -117,145 +216,194 @@ fn search(
 ) -> Result<Option<Vec<(i64, f32)>>> {
     let meta = table.meta();
     query.params.check_per_query()?;
-    state.get().index.check_query(query.vector)?;
-    let rerank = query.params.rerank.or(meta.params.rerank).unwrap_or(1);
-    let fetch = query.k.saturating_mul(rerank);
+    if query.vector.len() != state.get().dim() {
+        bail!(
+            "query vector has {} dimensions but the index has {}",
+            query.vector.len(),
+            state.get().dim()
+        );
+    }
+    let filter = match query.filter {
+        Some(f) => Some(to_handles(table, f)?),
+        None => None,
+    };
+    let search = Search {
+        table,
+        overlay,
+        query,
+        filter: filter.as_ref(),
+        fetch: query
+            .k
+            .saturating_mul(query.params.rerank.or(meta.params.rerank).unwrap_or(1)),
+    };
+    let Some(part) = state.get().part(query.partition) else {
+        // A partition with no rows in the shared index: only this connection's own may match.
+        let mut hits = search.overlay_hits(state.get().dim());
+        hits.truncate(query.k);
+        return Ok(Some(hits));
+    };
     // An nprobe alone travels inside the search's own parameters, under the shared lock.
-    let nprobe = query
-        .params
-        .nprobe_only()
-        .filter(|_| state.get().index.is_ivf());
+    let nprobe = query.params.nprobe_only().filter(|_| part.index.is_ivf());
     let mut hits = if query.params.faiss.is_empty() || nprobe.is_some() {
-        candidates(table, state.get(), overlay, query, fetch, nprobe)?
+        search.candidates(state.get(), part, nprobe)?
     } else {
         let Some(s) = state.get_mut() else {
             return Ok(None);
         };
-        let set = params::apply(&mut s.index, &query.params.faiss);
-        let result = set.and_then(|()| candidates(table, s, overlay, query, fetch, None));
+        let Some(part) = s.part_mut(query.partition) else {
+            return Ok(None);
+        };
+        let set = params::apply(&mut part.index, &query.params.faiss);
         // Restore even when setting or searching failed: nothing may leak into later
         // searches or into a saved snapshot.
-        for (name, value) in query.params.restore_values(&meta.params) {
-            let _ = s.index.set_parameter(&name, value);
+        let restore = |part: &mut Part| {
+            for (name, value) in query.params.restore_values(&meta.params) {
+                let _ = part.index.set_parameter(&name, value);
+            }
+        };
+        if let Err(e) = set {
+            restore(part);
+            return Err(e);
+        }
+        let s: &LiveState = s;
+        let part = s.part(query.partition).expect("found above");
+        let result = search.candidates(s, part, None);
+        if let Some(part) = state.get_mut().and_then(|s| s.part_mut(query.partition)) {
+            restore(part);
         }
         result?
     };
-    if rerank > 1 && !hits.is_empty() {
-        hits = rescore(table, &state.get().index, query.vector, &hits)?;
+    if search.fetch > query.k && !hits.is_empty() {
+        hits = search.rescore(state.get(), &hits)?;
     }
     hits.truncate(query.k);
     Ok(Some(hits))
 }
 
-/// Up to `fetch` candidates from FAISS plus the overlay, nearest first.
-fn candidates(
-    table: &LiveTable,
-    state: &LiveState,
-    overlay: &Overlay,
-    query: &Query,
+/// One search of one part, with what it needs besides the part.
+struct Search<'a> {
+    table: &'a LiveTable,
+    overlay: &'a Overlay,
+    query: &'a Query<'a>,
+    /// The `rowid` filter as handles.
+    filter: Option<&'a HashSet<i64>>,
+    /// Candidates to fetch: k, times `rerank`.
     fetch: usize,
-    nprobe: Option<usize>,
-) -> Result<Vec<(i64, f32)>> {
-    let index = &state.index;
-    let allowed = allowed_slots(state, overlay, query.filter);
-    let available = allowed
-        .as_ref()
-        .map_or(state.live_count(), |b| b.count_ones());
-    let want = fetch.min(available);
-    let mut hits = if want == 0 {
-        Vec::new()
-    } else {
-        match index.search_selected(query.vector, fetch, allowed.as_deref(), nprobe) {
-            Ok(hits) => hits,
-            // Index types whose search takes no selector: filter FAISS's results ourselves.
-            Err(e) if e.kind() == Kind::Unsupported => match &allowed {
-                Some(b) => post_filter(index, query.vector, fetch, b, nprobe)?,
-                None => return Err(e),
-            },
-            Err(e) => return Err(e),
+}
+
+impl Search<'_> {
+    /// Up to `fetch` candidates from FAISS plus the overlay, nearest first.
+    fn candidates(
+        &self,
+        state: &LiveState,
+        part: &Part,
+        nprobe: Option<usize>,
+    ) -> Result<Vec<(i64, f32)>> {
+        let (query, fetch) = (self.query, self.fetch);
+        let index = &part.index;
+        let allowed = allowed_slots(part, self.overlay, self.filter);
+        let available = allowed
+            .as_ref()
+            .map_or(part.live_count(), |b| b.count_ones());
+        let want = fetch.min(available);
+        let mut hits = if want == 0 {
+            Vec::new()
+        } else {
+            match index.search_selected(query.vector, fetch, allowed.as_deref(), nprobe) {
+                Ok(hits) => hits,
+                // Index types whose search takes no selector: filter FAISS's results ourselves.
+                Err(e) if e.kind() == Kind::Unsupported => match &allowed {
+                    Some(b) => post_filter(index, query.vector, fetch, b, nprobe)?,
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        };
+        if hits.len() < want {
+            // An approximate index can miss filtered rows: search the allowed rows exactly.
+            if let (Some(filter), true) = (self.filter, available <= EXACT_FILTER_MAX) {
+                let handles = filter
+                    .iter()
+                    .copied()
+                    .filter(|&h| part.slot_of(h).is_some() && !self.overlay.changed.contains(&h));
+                let rows = self
+                    .table
+                    .content()
+                    .vectors_of(&refs(state, self.overlay, handles))?;
+                return Ok(merge(
+                    self.exact(&rows),
+                    self.overlay_hits(index.dim()),
+                    fetch,
+                ));
+            }
+            if let Some(b) = &allowed {
+                hits = post_filter(index, query.vector, fetch, b, nprobe)?;
+            }
         }
-    };
-    let overlay_hits = || {
-        let rows: Vec<(i64, Vec<f32>)> = overlay
+        let base: Vec<(i64, f32)> = hits
+            .iter()
+            .filter_map(|h| Some((part.handle_at(h.label as usize)?, h.distance)))
+            .collect();
+        Ok(merge(base, self.overlay_hits(index.dim()), fetch))
+    }
+
+    /// This connection's own rows of the partition (and filter), searched exactly.
+    fn overlay_hits(&self, dim: usize) -> Vec<(i64, f32)> {
+        let rows: Vec<(i64, Vec<f32>)> = self
+            .overlay
             .rows
             .iter()
-            .filter(|(r, _)| query.filter.is_none_or(|f| f.contains(r)))
-            .cloned()
+            .filter(|r| r.part.as_ref() == self.query.partition && r.vector.len() == dim)
+            .filter(|r| self.filter.is_none_or(|f| f.contains(&r.handle)))
+            .map(|r| (r.handle, r.vector.clone()))
             .collect();
-        exact(index, query.vector, &rows)
-    };
-    if hits.len() < want {
-        // An approximate index can miss filtered rows: search the allowed rows exactly.
-        if let (Some(filter), true) = (query.filter, available <= EXACT_FILTER_MAX) {
-            let rowids: Vec<i64> = filter
-                .iter()
-                .copied()
-                .filter(|&r| state.slot_of(r).is_some() && !overlay.changed.contains(&r))
-                .collect();
-            let rows = table.content().vectors_of(&rowids)?;
-            return Ok(merge(
-                exact(index, query.vector, &rows),
-                overlay_hits(),
-                fetch,
-            ));
-        }
-        if let Some(b) = &allowed {
-            hits = post_filter(index, query.vector, fetch, b, nprobe)?;
-        }
+        merge(self.exact(&rows), Vec::new(), self.fetch)
     }
-    let base: Vec<(i64, f32)> = hits
-        .iter()
-        .filter_map(|h| Some((state.rowid_at(h.label as usize)?, h.distance)))
-        .collect();
-    Ok(merge(base, overlay_hits(), fetch))
+
+    /// Exact distances of `rows` from the query.
+    fn exact(&self, rows: &[(i64, Vec<f32>)]) -> Vec<(i64, f32)> {
+        let metric = self.table.meta().metric;
+        rows.iter()
+            .map(|(handle, v)| (*handle, metric.exact_distance(self.query.vector, v)))
+            .collect()
+    }
+
+    /// Re-order candidates by exact distance computed from the content table's vectors.
+    fn rescore(&self, state: &LiveState, hits: &[(i64, f32)]) -> Result<Vec<(i64, f32)>> {
+        let refs = refs(state, self.overlay, hits.iter().map(|h| h.0));
+        let rows = self.table.content().vectors_of(&refs)?;
+        Ok(merge(self.exact(&rows), Vec::new(), usize::MAX))
+    }
 }
 
 /// Which slots may be returned: live ones, minus rows the overlay replaces, within the filter.
 /// `None` means every slot.
 fn allowed_slots<'s>(
-    state: &'s LiveState,
+    part: &'s Part,
     overlay: &Overlay,
     filter: Option<&HashSet<i64>>,
 ) -> Option<Cow<'s, Bitmap>> {
     if let Some(filter) = filter {
-        let mut b = Bitmap::new(state.slot_count());
-        for &rowid in filter {
-            if let Some(slot) = state.slot_of(rowid) {
-                b.set(slot, !overlay.changed.contains(&rowid));
+        let mut b = Bitmap::new(part.slot_count());
+        for &handle in filter {
+            if let Some(slot) = part.slot_of(handle) {
+                b.set(slot, !overlay.changed.contains(&handle));
             }
         }
         Some(Cow::Owned(b))
     } else if !overlay.changed.is_empty() {
-        let mut b = state.live().clone();
-        for &rowid in &overlay.changed {
-            if let Some(slot) = state.slot_of(rowid) {
+        let mut b = part.live().clone();
+        for &handle in &overlay.changed {
+            if let Some(slot) = part.slot_of(handle) {
                 b.set(slot, false);
             }
         }
         Some(Cow::Owned(b))
-    } else if state.dead_count() > 0 {
-        Some(Cow::Borrowed(state.live()))
+    } else if part.dead_count() > 0 {
+        Some(Cow::Borrowed(part.live()))
     } else {
         None
     }
-}
-
-fn exact(index: &Index, query: &[f32], rows: &[(i64, Vec<f32>)]) -> Vec<(i64, f32)> {
-    rows.iter()
-        .map(|(rowid, v)| (*rowid, index.exact_distance(query, v)))
-        .collect()
-}
-
-/// Re-order candidates by exact distance computed from the content table's vectors.
-fn rescore(
-    table: &LiveTable,
-    index: &Index,
-    query: &[f32],
-    hits: &[(i64, f32)],
-) -> Result<Vec<(i64, f32)>> {
-    let rowids: Vec<i64> = hits.iter().map(|h| h.0).collect();
-    let rows = table.content().vectors_of(&rowids)?;
-    Ok(merge(exact(index, query, &rows), Vec::new(), usize::MAX))
 }
 
 /// Search without a selector, keeping allowed labels, fetching more until enough are found.
@@ -280,7 +428,7 @@ fn post_filter(
     }
 }
 
-/// Two candidate lists merged nearest first (ties by rowid), at most `limit` long.
+/// Two candidate lists merged nearest first (ties by handle), at most `limit` long.
 fn merge(a: Vec<(i64, f32)>, b: Vec<(i64, f32)>, limit: usize) -> Vec<(i64, f32)> {
     let mut all: Vec<Hit> = a
         .into_iter()

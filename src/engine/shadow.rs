@@ -5,6 +5,9 @@
 use crate::error::Result;
 use crate::sqlite::{quote_ident, Conn};
 
+use super::changelog::log_columns;
+use super::key::KeyShape;
+
 /// One of the three shadow tables, `<name>_<suffix>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ShadowTable {
@@ -31,11 +34,18 @@ impl ShadowTable {
         }
     }
 
-    fn create_sql(self) -> &'static str {
-        match self {
-            ShadowTable::Config => "(key TEXT PRIMARY KEY, value) WITHOUT ROWID",
-            ShadowTable::Chunks => "(chunk INTEGER PRIMARY KEY, data BLOB NOT NULL)",
-            ShadowTable::Changes => "(seq INTEGER PRIMARY KEY AUTOINCREMENT, rid INTEGER NOT NULL)",
+    /// The columns, for a table whose rows are identified as `shape` says.
+    fn create_sql(self, shape: &KeyShape) -> String {
+        match (self, shape) {
+            (ShadowTable::Config, _) => "(key TEXT PRIMARY KEY, value) WITHOUT ROWID".into(),
+            (ShadowTable::Chunks, _) => "(chunk INTEGER PRIMARY KEY, data BLOB NOT NULL)".into(),
+            (ShadowTable::Changes, KeyShape::Columns { .. }) => format!(
+                "(seq INTEGER PRIMARY KEY AUTOINCREMENT, {})",
+                log_columns(shape).join(", ")
+            ),
+            (ShadowTable::Changes, _) => {
+                "(seq INTEGER PRIMARY KEY AUTOINCREMENT, rid INTEGER NOT NULL)".into()
+            }
         }
     }
 }
@@ -89,12 +99,12 @@ impl Shadow {
         )
     }
 
-    pub(crate) fn create_tables(&self) -> Result<()> {
+    pub(crate) fn create_tables(&self, shape: &KeyShape) -> Result<()> {
         for table in ShadowTable::ALL {
             self.conn.execute(&format!(
                 "CREATE TABLE {} {}",
                 self.table(table),
-                table.create_sql()
+                table.create_sql(shape)
             ))?;
         }
         Ok(())

@@ -125,7 +125,7 @@ pub(crate) fn list() -> Vec<Listed> {
             Some(Listed {
                 key,
                 meta: locks::lock(&entry.meta).clone(),
-                dim: s.index.dim(),
+                dim: s.dim(),
                 ntotal: s.live_count(),
                 bytes: s.memory_bytes(),
                 pending: s.applied_seq.saturating_sub(s.snapshot_seq()),

@@ -9,9 +9,10 @@ use crate::locks;
 use crate::registry::{ConnState, Seen};
 
 use super::config::{Config, SnapshotMark};
+use super::key::{KeyPart, KeyShape, RowKey};
 use super::persist;
 use super::shared::{self, LiveEntry, StateRef};
-use super::state::LiveState;
+use super::state::{Change, LiveState};
 use super::LiveTable;
 
 /// What this connection sees of the stored state: the snapshot `config` names and the end of
@@ -28,14 +29,19 @@ pub(crate) struct Held<'a> {
     pub(crate) build_id: &'a str,
     pub(crate) lineage: i64,
     pub(crate) applied_seq: i64,
+    /// False when its rowids must be checked against the table first (a `rowid-unstable`
+    /// table after a schema change, see `key`).
+    pub(crate) verified: bool,
 }
 
 impl<'a> Held<'a> {
-    pub(crate) fn of(state: &'a LiveState) -> Held<'a> {
+    /// `state`'s position; `cookie`: the schema cookie its rowids must have been checked at.
+    pub(crate) fn of(state: &'a LiveState, cookie: Option<i64>) -> Held<'a> {
         Held {
             build_id: &state.build_id,
             lineage: state.lineage,
             applied_seq: state.applied_seq,
+            verified: cookie.is_none_or(|c| c == state.verified_cookie),
         }
     }
 }
@@ -57,6 +63,9 @@ pub(crate) enum Step {
     /// shared state shows, or a reload would take in its uncommitted writes): load a private
     /// copy for this query only.
     Private,
+    /// The shared state is current, but its rowids must be checked against the table (and
+    /// refilled if VACUUM renumbered them) before it is searched.
+    Verify,
 }
 
 /// The step for a connection that sees `visible` (and holds a write transaction when
@@ -71,6 +80,8 @@ pub(crate) fn decide(visible: &Visible, held: Option<Held>, in_write: bool) -> S
             a if a < mark.seq && in_write => Step::Private,
             a if a < mark.seq => Step::Load,
             a if a > visible.max_seq => Step::Private,
+            a if a == visible.max_seq && !h.verified && in_write => Step::Private,
+            a if a == visible.max_seq && !h.verified => Step::Verify,
             a if a == visible.max_seq => Step::Search,
             after if in_write => Step::Overlay { after },
             after => Step::Apply { after },
@@ -97,21 +108,43 @@ pub(crate) fn replaces(fresh: Held, current: Option<Held>) -> bool {
 /// the shared index.
 #[derive(Default)]
 pub(crate) struct Overlay {
+    /// Handles of every changed row.
     pub(crate) changed: HashSet<i64>,
-    pub(crate) rows: Vec<(i64, Vec<f32>)>,
+    /// The changed rows that are in the index now, with their vectors.
+    pub(crate) rows: Vec<OverlayRow>,
+}
+
+/// A row of the overlay.
+pub(crate) struct OverlayRow {
+    pub(crate) handle: i64,
+    pub(crate) key: Option<RowKey>,
+    pub(crate) part: Option<KeyPart>,
+    pub(crate) vector: Vec<f32>,
 }
 
 impl Overlay {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.changed.is_empty()
+    fn add(&mut self, change: Change) {
+        self.changed.insert(change.handle);
+        if let Some(vector) = change.vector {
+            self.rows.push(OverlayRow {
+                handle: change.handle,
+                key: change.key,
+                part: change.part,
+                vector,
+            });
+        }
     }
 
-    /// Turn the shared state's set of indexed rowids into this connection's.
-    pub(crate) fn apply_to(&self, indexed: &mut HashSet<i64>) {
-        for r in &self.changed {
-            indexed.remove(r);
-        }
-        indexed.extend(self.rows.iter().map(|(r, _)| *r));
+    /// The key of a row the overlay holds.
+    pub(crate) fn key(&self, handle: i64) -> Option<&RowKey> {
+        self.rows
+            .iter()
+            .find(|r| r.handle == handle)
+            .and_then(|r| r.key.as_ref())
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.changed.is_empty()
     }
 }
 
@@ -162,12 +195,19 @@ fn sync<'a>(
         max_seq: table.log().max_seq()?,
     };
     let in_write = table.conn().in_write_transaction(table.schema());
+    // Tables whose rowids VACUUM may renumber are checked after every schema change.
+    let cookie = match table.meta().key {
+        KeyShape::UnstableRowid => Some(table.conn().schema_version(table.schema(), None)?),
+        _ => None,
+    };
     // Another connection may change the shared state between the decision and the lock: decide
     // again, a few times.
     for _ in 0..4 {
         let step = decide(
             &visible,
-            locks::read(&entry.slot).as_ref().map(Held::of),
+            locks::read(&entry.slot)
+                .as_ref()
+                .map(|s| Held::of(s, cookie)),
             in_write,
         );
         match step {
@@ -184,10 +224,7 @@ fn sync<'a>(
             Step::Overlay { after } => {
                 let mut overlay = Overlay::default();
                 for change in table.log().changes(table.meta(), after, visible.max_seq)? {
-                    overlay.changed.insert(change.rowid);
-                    if let Some(v) = change.vector {
-                        overlay.rows.push((change.rowid, v));
-                    }
+                    overlay.add(change);
                 }
                 if let Some(guard) = shared::lock(&entry.slot, exclusive) {
                     return Ok((guard, overlay));
@@ -197,8 +234,22 @@ fn sync<'a>(
                 let fresh = persist::load(table)?;
                 entry.loaded(table.meta());
                 let mut guard = locks::write(&entry.slot);
-                if replaces(Held::of(&fresh), guard.as_ref().map(Held::of)) {
+                if replaces(
+                    Held::of(&fresh, None),
+                    guard.as_ref().map(|s| Held::of(s, None)),
+                ) {
                     *guard = Some(fresh);
+                }
+            }
+            Step::Verify => {
+                let mut guard = locks::write(&entry.slot);
+                if let Some(s) = guard.as_mut() {
+                    if s.build_id == visible.mark.build_id && s.applied_seq == visible.max_seq {
+                        if let Err(e) = persist::verify_rowids(table, s) {
+                            *guard = None;
+                            return Err(e);
+                        }
+                    }
                 }
             }
             Step::Apply { after } => {
@@ -229,6 +280,7 @@ mod tests {
                 seq,
                 build_id: build_id.to_string(),
                 lineage,
+                verified_cookie: -1,
             },
             max_seq,
         }
@@ -239,6 +291,14 @@ mod tests {
             build_id,
             lineage,
             applied_seq,
+            verified: true,
+        })
+    }
+
+    fn unverified(build_id: &str, lineage: i64, applied_seq: i64) -> Option<Held<'_>> {
+        held(build_id, lineage, applied_seq).map(|h| Held {
+            verified: false,
+            ..h
         })
     }
 
@@ -324,6 +384,27 @@ mod tests {
                 held("a", 1, 5),
                 true,
                 Private,
+            ),
+            (
+                "rowids to check",
+                visible("a", 1, 0, 5),
+                unverified("a", 1, 5),
+                false,
+                Verify,
+            ),
+            (
+                "rowids to check, in a write txn",
+                visible("a", 1, 0, 5),
+                unverified("a", 1, 5),
+                true,
+                Private,
+            ),
+            (
+                "entries first",
+                visible("a", 1, 0, 9),
+                unverified("a", 1, 5),
+                false,
+                Apply { after: 5 },
             ),
         ];
         for (case, seen, shared, in_write, want) in cases {

@@ -14,7 +14,7 @@ use crate::registry::ConnState;
 use crate::sqlite::{Context, Output, ValueRef};
 use crate::vector;
 
-use crate::args::{parse_k, parse_name};
+use crate::args::{parse_k, parse_metric, parse_name};
 
 /// The index `faiss_search` uses for a table name.
 #[derive(Clone)]
@@ -42,10 +42,7 @@ pub(crate) fn search(
     let query = vector::parse(args[2].cell()).map_err(|e| e.context("embedding"))?;
     let k = parse_k(args[3].cell())?;
     // An optional fifth argument: the metric of the plain-table path.
-    let metric = match args.get(4).map(|a| a.cell()) {
-        None => None,
-        Some(cell) => Some(Metric::parse(parse_name(cell, "metric")?)?),
-    };
+    let metric = parse_metric(args.get(4).map(|a| a.cell()))?;
     let conn = ctx.conn();
     let schema = resolve_schema(conn, database)?;
     // One read snapshot for everything below; its cookie validates the cached resolution.
@@ -57,13 +54,10 @@ pub(crate) fn search(
         Some((c, resolved)) if c == cookie => resolved,
         _ => {
             let resolved = match engine::resolve(conn, &schema, table)? {
-                Some(name) => {
-                    let meta = LiveTable::open(conn, &schema, &name)?.meta().clone();
-                    Resolved::Faiss {
-                        name,
-                        meta: Box::new(meta),
-                    }
-                }
+                Some((name, meta)) => Resolved::Faiss {
+                    name,
+                    meta: Box::new(meta),
+                },
                 None => Resolved::Plain {
                     view: object_type(conn, &schema, table)?.as_deref() == Some("view"),
                 },
@@ -95,10 +89,11 @@ pub(crate) fn search(
                 k,
                 filter: None,
                 params: &params,
+                partition: None,
             };
             let rows = search::nearest(&live, state, &query).map_err(|e| e.in_table(&name))?;
-            let out = json::list(&rows, |out, (_, id, score)| {
-                push_result(out, id, *score, scores)
+            let out = json::list(&rows, |out, found| {
+                push_result(out, &found.id, found.distance, scores)
             });
             return Ok(Output::Text(out));
         }

@@ -52,6 +52,29 @@ impl Metric {
         }
     }
 
+    /// The exact distance of `vector` from `query` (what FAISS's search returns, made a
+    /// distance).
+    pub(crate) fn exact_distance(self, query: &[f32], vector: &[f32]) -> f32 {
+        let dot = || query.iter().zip(vector).map(|(a, b)| a * b).sum::<f32>();
+        match self {
+            Metric::L2 => query
+                .iter()
+                .zip(vector)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum(),
+            Metric::InnerProduct => 0.0 - dot(),
+            Metric::Cosine => {
+                let nq = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+                let nv = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if nq == 0.0 || nv == 0.0 {
+                    1.0
+                } else {
+                    1.0 - dot() / (nq * nv)
+                }
+            }
+        }
+    }
+
     /// The distance for a score FAISS returned under this metric.
     fn distance(self, faiss_score: f32) -> f32 {
         match self {
@@ -293,28 +316,6 @@ impl Index {
             }
             let ivf = faiss_sys::faiss_IndexIVF_cast(index);
             (!ivf.is_null()).then(|| faiss_sys::faiss_IndexIVF_nprobe(ivf).max(1))
-        }
-    }
-
-    /// The exact distance of `vector` from `query` under this index's metric.
-    pub(crate) fn exact_distance(&self, query: &[f32], vector: &[f32]) -> f32 {
-        let dot = || query.iter().zip(vector).map(|(a, b)| a * b).sum::<f32>();
-        match self.metric {
-            Metric::L2 => query
-                .iter()
-                .zip(vector)
-                .map(|(a, b)| (a - b) * (a - b))
-                .sum(),
-            Metric::InnerProduct => 0.0 - dot(),
-            Metric::Cosine => {
-                let nq = query.iter().map(|x| x * x).sum::<f32>().sqrt();
-                let nv = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-                if nq == 0.0 || nv == 0.0 {
-                    1.0
-                } else {
-                    1.0 - dot() / (nq * nv)
-                }
-            }
         }
     }
 
@@ -589,7 +590,9 @@ mod tests {
         assert_eq!(hits[0].label, 1);
         let want = 1.0 - std::f32::consts::FRAC_1_SQRT_2;
         assert!((hits[0].distance - want).abs() < 1e-3);
-        assert!((cosine.exact_distance(&[3.0, 3.0 + 1e-3], &[0.0, 5.0]) - want).abs() < 1e-3);
+        assert!(
+            (Metric::Cosine.exact_distance(&[3.0, 3.0 + 1e-3], &[0.0, 5.0]) - want).abs() < 1e-3
+        );
         let mut ip = Index::new("Flat", 2, Metric::InnerProduct).unwrap();
         ip.add(&[1.0, 0.0, 3.0, 0.0]).unwrap();
         let hits = ip.search(&[2.0, 0.0], 2).unwrap();
@@ -599,7 +602,10 @@ mod tests {
             "larger product, nearer"
         );
         assert_eq!(hits[1].distance, -2.0);
-        assert_eq!(ip.exact_distance(&[2.0, 0.0], &[3.0, 0.0]), -6.0);
+        assert_eq!(
+            Metric::InnerProduct.exact_distance(&[2.0, 0.0], &[3.0, 0.0]),
+            -6.0
+        );
     }
 
     #[test]

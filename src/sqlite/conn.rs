@@ -283,6 +283,12 @@ impl Stmt {
         self.check(rc)
     }
 
+    pub(crate) fn bind_f64(&mut self, index: c_int, value: f64) -> Result<()> {
+        // SAFETY: valid statement.
+        let rc = unsafe { call!(bind_double(self.raw, index, value)) };
+        self.check(rc)
+    }
+
     pub(crate) fn bind_i64(&mut self, index: c_int, value: i64) -> Result<()> {
         // SAFETY: valid statement.
         let rc = unsafe { call!(bind_int64(self.raw, index, value)) };

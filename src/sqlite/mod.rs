@@ -9,7 +9,7 @@ mod guard;
 mod value;
 mod vtab;
 
-pub(crate) use conn::{quote_ident, Blob, Conn, StmtCache};
+pub(crate) use conn::{quote_ident, Blob, Conn, Stmt, StmtCache};
 pub(crate) use context::{Context, Output};
 pub(crate) use function::{create_aggregate, create_scalar, Aggregate, Trust};
 pub(crate) use guard::guard;

@@ -74,7 +74,7 @@ pub(crate) trait Cursor: Sized + 'static {
     fn next(&mut self) -> Result<()>;
     fn eof(&self) -> bool;
     fn column(&self, table: &Self::Table, ctx: &Context, i: i32) -> Result<()>;
-    fn rowid(&self) -> Result<i64>;
+    fn rowid(&self, table: &Self::Table) -> Result<i64>;
 }
 
 /// A copy of `msg` in memory SQLite frees with `sqlite3_free`.
@@ -370,7 +370,7 @@ unsafe extern "C" fn x_rowid<T: VTab>(
     cursor: *mut sqlite3_vtab_cursor,
     p_rowid: *mut i64,
 ) -> c_int {
-    match with_cursor::<T, i64>(cursor, |c, _| c.rowid()) {
+    match with_cursor::<T, i64>(cursor, |c, t| c.rowid(t)) {
         Ok(rowid) => {
             *p_rowid = rowid;
             0

@@ -1,15 +1,17 @@
 //! The `faiss` virtual table (SPEC §4): an index over a content table, searched with
 //! `WHERE query = :q AND k = 10` or `name(:q, 10)`, maintained with FTS5-style commands.
 //!
-//! Query plan encoding (ARCHITECTURE.md): `idxStr` has one character per `xFilter` argument,
-//! in argument order: `q` query vector, `k` k, `l` LIMIT, `o` OFFSET, `p` params, `=` a rowid,
-//! `i` a whole `rowid IN (…)` list, `<` `[` `>` `]` a distance bound (<, <=, >, >=) on the
-//! nearer side.
+//! Columns: `id`, `distance`, the partition column when the table is partitioned, then the
+//! hidden `query`, `k`, `params` and the command column named after the table. The query plan
+//! is `plan::QueryPlan` (ARCHITECTURE.md, "Query plan encoding").
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::args::{parse_k, MAX_K};
+use crate::catalog::declared_type;
+use crate::engine::key::{Affinity, KeyPart};
 use crate::engine::{commands, search, LiveTable, Query, SearchParams, SHADOW_TABLES};
 use crate::error::{bail, Error, Result};
 use crate::json::IdValue;
@@ -24,21 +26,71 @@ use super::plan::{Bound, PlanArg, QueryPlan};
 
 const COL_ID: i32 = 0;
 const COL_DISTANCE: i32 = 1;
-const COL_QUERY: i32 = 2;
-const COL_K: i32 = 3;
-const COL_PARAMS: i32 = 4;
-const COL_COMMAND: i32 = 5;
+
+/// Where the other columns are: after the partition column, when there is one.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    partition: Option<i32>,
+    query: i32,
+    k: i32,
+    params: i32,
+    command: i32,
+}
+
+impl Columns {
+    fn of(table: &LiveTable) -> Columns {
+        let first = if table.meta().partition.is_some() {
+            3
+        } else {
+            2
+        };
+        Columns {
+            partition: (first == 3).then_some(2),
+            query: first,
+            k: first + 1,
+            params: first + 2,
+            command: first + 3,
+        }
+    }
+}
 
 pub(crate) struct FaissTable {
     table: LiveTable,
     state: Arc<ConnState>,
+    columns: Columns,
+    /// How `partition = value` converts the value: the partition column's affinity.
+    partition_affinity: Affinity,
 }
 
-fn declaration(name: &str) -> String {
-    format!(
-        "CREATE TABLE x(id, distance REAL, query HIDDEN, k HIDDEN, params HIDDEN, {} HIDDEN)",
-        quote_ident(name)
-    )
+impl FaissTable {
+    fn new(table: LiveTable, state: &Arc<ConnState>) -> Result<(String, FaissTable)> {
+        let partition = match &table.meta().partition {
+            Some(p) => format!("{}, ", quote_ident(p)),
+            None => String::new(),
+        };
+        let declaration = format!(
+            "CREATE TABLE x(id, distance REAL, {partition}query HIDDEN, k HIDDEN, params HIDDEN, \
+             {} HIDDEN)",
+            quote_ident(table.name())
+        );
+        let columns = Columns::of(&table);
+        let partition_affinity = match &table.meta().partition {
+            Some(column) => Affinity::of_declared(&declared_type(
+                table.conn(),
+                table.schema(),
+                &table.meta().content,
+                column,
+            )?),
+            None => Affinity::Blob,
+        };
+        let table = FaissTable {
+            table,
+            state: state.clone(),
+            columns,
+            partition_affinity,
+        };
+        Ok((declaration, table))
+    }
 }
 
 /// (schema, table name) from the module arguments.
@@ -59,36 +111,26 @@ impl VTab for FaissTable {
         let (schema, name) = names(args)?;
         let definition = options::parse(&args[3..]).map_err(|e| e.context("faiss"))?;
         let table = commands::create(conn, aux, (schema, name), &definition)?;
-        Ok((
-            declaration(name),
-            FaissTable {
-                table,
-                state: aux.clone(),
-            },
-        ))
+        FaissTable::new(table, aux)
     }
 
     fn connect(conn: Conn, aux: &Arc<ConnState>, args: &[String]) -> Result<(String, Self)> {
         let (schema, name) = names(args)?;
         let table = LiveTable::open(conn, schema, name)?;
-        Ok((
-            declaration(name),
-            FaissTable {
-                table,
-                state: aux.clone(),
-            },
-        ))
+        FaissTable::new(table, aux)
     }
 
     fn best_index(&self, info: &mut IndexInfo) -> Result<Plan> {
         let mut plan = QueryPlan::default();
+        let cols = self.columns;
         for c in info.constraints() {
             // Upper bounds on the distance keep a prefix of the nearest-first results, so
             // filtering the k results is what SQL would do (and LIMIT can still be k).
             let arg = match (c.column, c.op) {
-                (COL_QUERY, op::EQ) => PlanArg::Query,
-                (COL_K, op::EQ) => PlanArg::K,
-                (COL_PARAMS, op::EQ) => PlanArg::Params,
+                (col, op::EQ) if col == cols.query => PlanArg::Query,
+                (col, op::EQ) if col == cols.k => PlanArg::K,
+                (col, op::EQ) if col == cols.params => PlanArg::Params,
+                (col, op::EQ) if Some(col) == cols.partition => PlanArg::Partition,
                 (-1, op::EQ) => PlanArg::Rowid,
                 (_, op::LIMIT) => PlanArg::Limit,
                 (_, op::OFFSET) => PlanArg::Offset,
@@ -119,12 +161,15 @@ impl VTab for FaissTable {
         if let [(COL_DISTANCE, false)] = info.order_by().as_slice() {
             info.set_order_by_consumed();
         }
-        let cost = if plan.0.contains(&PlanArg::Query) {
-            10.0
+        // A search reads the whole index, a listing every indexed row: both cost far more than
+        // a lookup by key, so in a join SQLite runs the search once, as the outer loop, and
+        // looks the content rows up by key afterwards (never a search per content row).
+        let (cost, rows) = if plan.0.contains(&PlanArg::Query) {
+            (1e6, 10)
         } else {
-            1e12
+            (1e12, 1_000_000)
         };
-        info.set_plan(0, &plan.encode(), cost, 10);
+        info.set_plan(0, &plan.encode(), cost, rows);
         Ok(Plan::Use)
     }
 
@@ -132,11 +177,14 @@ impl VTab for FaissTable {
         Ok(FaissCursor {
             rows: Rows::Listed(Vec::new()),
             pos: 0,
+            located: RefCell::new(None),
         })
     }
 
     fn update(&mut self, args: &[ValueRef]) -> Result<Option<i64>> {
-        let command = args.get(2 + COL_COMMAND as usize).map(|v| v.cell());
+        let command = args
+            .get(2 + self.columns.command as usize)
+            .map(|v| v.cell());
         let is_insert = args.len() > 1 && args[0].cell() == Cell::Null;
         let (t, state) = (&self.table, &self.state);
         match (is_insert, command) {
@@ -173,14 +221,23 @@ impl VTab for FaissTable {
 /// What a cursor holds: the nearest rows of a search, or, without a query, the indexed rows
 /// (`SELECT count(*)`, `SELECT * … LIMIT 20`: Datasette's table page, sqlite-utils).
 enum Rows {
-    Found(Vec<search::Found>),
-    /// Indexed rowids, ascending; their ids are read when a column asks for them.
-    Listed(Vec<i64>),
+    Found {
+        rows: Vec<search::Found>,
+        /// The partition searched (partitioned tables), shown in every row.
+        partition: Option<KeyPart>,
+    },
+    /// Indexed rows; where each is (rowid, id) is read when a column asks for it.
+    Listed(Vec<search::Listed>),
 }
+
+/// Where a row is in the content table now: its rowid and `id` (`None`: gone).
+type Location = Option<(i64, IdValue)>;
 
 pub(crate) struct FaissCursor {
     rows: Rows,
     pos: usize,
+    /// Where the listed row at `.0` is, read once per row.
+    located: RefCell<Option<(usize, Location)>>,
 }
 
 /// The decoded `xFilter` arguments.
@@ -192,9 +249,11 @@ enum Request {
         filter: Option<HashSet<i64>>,
         /// Distance bounds from the WHERE clause.
         bounds: Vec<(Bound, f64)>,
+        partition: Option<KeyPart>,
     },
     List {
         filter: Option<HashSet<i64>>,
+        partition: Option<KeyPart>,
     },
 }
 
@@ -208,11 +267,25 @@ fn rowid_of(cell: Cell) -> Option<i64> {
     }
 }
 
-fn parse_request(plan: &QueryPlan, args: &[ValueRef], table: &LiveTable) -> Result<Request> {
+/// The partition `value` names, converted as SQLite converts it for `column = value` (a text
+/// `'2'` names partition 2 of an INTEGER column: Datasette's parameters are text).
+fn partition_of(value: Cell, affinity: Affinity, conn: Conn) -> Result<KeyPart> {
+    let text_of_real = |x: f64| {
+        let mut stmt = conn.prepare("SELECT CAST(?1 AS TEXT)")?;
+        stmt.bind_f64(1, x)?;
+        stmt.step()?;
+        Ok(stmt.text(0).unwrap_or_default())
+    };
+    KeyPart::compared_with(value, affinity, text_of_real)?
+        .ok_or_else(|| Error::invalid("the partition cannot be NULL"))
+}
+
+fn parse_request(plan: &QueryPlan, args: &[ValueRef], table: &FaissTable) -> Result<Request> {
     let (mut query, mut k, mut limit, mut offset) = (None, None, None, 0usize);
     let mut params = SearchParams::default();
     let mut filter: Option<HashSet<i64>> = None;
     let mut bounds = Vec::new();
+    let mut partition = None;
     for (arg, value) in plan.0.iter().zip(args) {
         match arg {
             PlanArg::Query => {
@@ -245,6 +318,10 @@ fn parse_request(plan: &QueryPlan, args: &[ValueRef], table: &LiveTable) -> Resu
                     })?)?,
                 }
             }
+            PlanArg::Partition => {
+                let conn = table.table.conn();
+                partition = Some(partition_of(value.cell(), table.partition_affinity, conn)?)
+            }
             PlanArg::Rowid | PlanArg::RowidIn => {
                 let mut set = HashSet::new();
                 if *arg == PlanArg::RowidIn {
@@ -260,11 +337,11 @@ fn parse_request(plan: &QueryPlan, args: &[ValueRef], table: &LiveTable) -> Resu
         }
     }
     let Some(query) = query else {
-        return Ok(Request::List { filter });
+        return Ok(Request::List { filter, partition });
     };
     // SQLite skips OFFSET rows itself: fetch them too.
     let Some(k) = k.or(limit.map(|l| (l + offset).min(MAX_K))) else {
-        let name = table.name();
+        let name = table.table.name();
         return Err(Error::invalid(format!(
             "faiss table '{name}' needs k: add AND k = 10 (or LIMIT 10 on SQLite 3.41+)"
         ))
@@ -276,7 +353,45 @@ fn parse_request(plan: &QueryPlan, args: &[ValueRef], table: &LiveTable) -> Resu
         params,
         filter,
         bounds,
+        partition,
     })
+}
+
+fn id_output(id: &IdValue) -> Output {
+    match id {
+        IdValue::Null => Output::Null,
+        IdValue::Integer(v) => Output::Integer(*v),
+        IdValue::Real(v) => Output::Real(*v),
+        IdValue::Text(s) => Output::Text(s.to_string()),
+    }
+}
+
+fn part_output(part: Option<&KeyPart>) -> Output {
+    match part {
+        None => Output::Null,
+        Some(KeyPart::Int(v)) => Output::Integer(*v),
+        Some(KeyPart::Real(v)) => Output::Real(*v),
+        Some(KeyPart::Text(v)) => Output::Text(v.clone()),
+        Some(KeyPart::Blob(v)) => Output::Blob(v.clone()),
+    }
+}
+
+impl FaissCursor {
+    /// Where the listed row at the cursor is now (read once per row).
+    fn located(
+        &self,
+        table: &FaissTable,
+        rows: &[search::Listed],
+    ) -> Result<Option<(i64, IdValue)>> {
+        if let Some((pos, at)) = &*self.located.borrow() {
+            if *pos == self.pos {
+                return Ok(at.clone());
+            }
+        }
+        let at = search::locate(&table.table, &rows[self.pos])?;
+        *self.located.borrow_mut() = Some((self.pos, at.clone()));
+        Ok(at)
+    }
 }
 
 impl Cursor for FaissCursor {
@@ -291,10 +406,10 @@ impl Cursor for FaissCursor {
     ) -> Result<()> {
         let t = &table.table;
         let plan = QueryPlan::parse(idx_str.unwrap_or(""))?;
-        let request = parse_request(&plan, args, t).map_err(|e| e.in_table(t.name()))?;
+        let request = parse_request(&plan, args, table).map_err(|e| e.in_table(t.name()))?;
         self.rows = match request {
-            Request::List { filter } => Rows::Listed(
-                search::listing(t, &table.state, filter.as_ref())
+            Request::List { filter, partition } => Rows::Listed(
+                search::listing(t, &table.state, filter.as_ref(), partition.as_ref())
                     .map_err(|e| e.in_table(t.name()))?,
             ),
             Request::Search {
@@ -303,23 +418,26 @@ impl Cursor for FaissCursor {
                 params,
                 filter,
                 bounds,
+                partition,
             } => {
                 let query = Query {
                     vector: &query,
                     k,
                     filter: filter.as_ref(),
                     params: &params,
+                    partition: partition.as_ref(),
                 };
-                let mut found =
+                let mut rows =
                     search::nearest(t, &table.state, &query).map_err(|e| e.in_table(t.name()))?;
-                found.retain(|(_, _, distance)| {
-                    let d = *distance as f64;
+                rows.retain(|found| {
+                    let d = found.distance as f64;
                     bounds.iter().all(|&(bound, b)| bound.admits(d, b))
                 });
-                Rows::Found(found)
+                Rows::Found { rows, partition }
             }
         };
         self.pos = 0;
+        *self.located.borrow_mut() = None;
         Ok(())
     }
 
@@ -331,27 +449,26 @@ impl Cursor for FaissCursor {
     fn eof(&self) -> bool {
         self.pos
             >= match &self.rows {
-                Rows::Found(found) => found.len(),
-                Rows::Listed(rowids) => rowids.len(),
+                Rows::Found { rows, .. } => rows.len(),
+                Rows::Listed(rows) => rows.len(),
             }
     }
 
     fn column(&self, table: &FaissTable, ctx: &Context, i: i32) -> Result<()> {
-        let id_output = |id: &IdValue| match id {
-            IdValue::Null => Output::Null,
-            IdValue::Integer(v) => Output::Integer(*v),
-            IdValue::Real(v) => Output::Real(*v),
-            IdValue::Text(s) => Output::Text(s.to_string()),
-        };
         let output = match (&self.rows, i) {
-            (Rows::Found(found), COL_ID) => id_output(&found[self.pos].1),
-            (Rows::Found(found), COL_DISTANCE) => Output::Real(found[self.pos].2 as f64),
-            (Rows::Listed(rowids), COL_ID) => {
-                let ids = search::ids_of(&table.table, &rowids[self.pos..self.pos + 1])?;
-                ids.into_iter()
-                    .next()
-                    .flatten()
-                    .map_or(Output::Null, |id| id_output(&id))
+            (Rows::Found { rows, .. }, COL_ID) => id_output(&rows[self.pos].id),
+            (Rows::Found { rows, .. }, COL_DISTANCE) => {
+                Output::Real(rows[self.pos].distance as f64)
+            }
+            (Rows::Found { partition, .. }, i) if Some(i) == table.columns.partition => {
+                part_output(partition.as_ref())
+            }
+            (Rows::Listed(rows), COL_ID) => match self.located(table, rows)? {
+                Some((_, id)) => id_output(&id),
+                None => Output::Null,
+            },
+            (Rows::Listed(rows), i) if Some(i) == table.columns.partition => {
+                part_output(rows[self.pos].part.as_ref())
             }
             _ => Output::Null,
         };
@@ -359,10 +476,13 @@ impl Cursor for FaissCursor {
         Ok(())
     }
 
-    fn rowid(&self) -> Result<i64> {
+    fn rowid(&self, table: &FaissTable) -> Result<i64> {
         Ok(match &self.rows {
-            Rows::Found(found) => found[self.pos].0,
-            Rows::Listed(rowids) => rowids[self.pos],
+            Rows::Found { rows, .. } => rows[self.pos].rowid,
+            Rows::Listed(rows) => match self.located(table, rows)? {
+                Some((rowid, _)) => rowid,
+                None => rows[self.pos].handle,
+            },
         })
     }
 }

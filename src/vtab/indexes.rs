@@ -140,7 +140,7 @@ impl Cursor for IndexesCursor {
         Ok(())
     }
 
-    fn rowid(&self) -> Result<i64> {
+    fn rowid(&self, _: &IndexesTable) -> Result<i64> {
         Ok(self.pos as i64)
     }
 }

@@ -1,7 +1,7 @@
 //! The arguments of `CREATE VIRTUAL TABLE … USING faiss(key = value, …)`, parsed into the
 //! engine's [`Definition`].
 
-use crate::engine::{Definition, SearchParams, DEFAULT_TRAIN_SIZE};
+use crate::engine::{Definition, Predicate, SearchParams, DEFAULT_TRAIN_SIZE};
 use crate::error::{bail, Result};
 use crate::index::Metric;
 use crate::vector::MAX_DIM;
@@ -9,7 +9,8 @@ use crate::vector::MAX_DIM;
 /// Largest training sample accepted (rows).
 pub(crate) const MAX_TRAIN_SIZE: usize = 10_000_000;
 
-const KEYS: &str = "content, column, id, factory, metric, train_size, params, dim";
+const KEYS: &str =
+    "content, column, id, factory, metric, train_size, params, dim, where, partition";
 
 /// Strip one level of SQL quoting: `'a''b'` → `a'b`, `"x"` → `x`, `[x]` → `x`.
 fn unquote(value: &str) -> String {
@@ -38,6 +39,8 @@ pub(crate) fn parse(args: &[String]) -> Result<Definition> {
     let mut train_size = None;
     let mut params = None;
     let mut dim = None;
+    let mut predicate = None;
+    let mut partition = None;
     for arg in args {
         let Some((key, value)) = arg.split_once('=') else {
             bail!("argument '{arg}' is not key = value (keys: {KEYS})");
@@ -56,6 +59,8 @@ pub(crate) fn parse(args: &[String]) -> Result<Definition> {
             "train_size" => &mut train_size,
             "params" => &mut params,
             "dim" => &mut dim,
+            "where" => &mut predicate,
+            "partition" => &mut partition,
             other => bail!("unknown option '{other}' (options: {KEYS})"),
         };
         if slot.replace(value).is_some() {
@@ -87,6 +92,8 @@ pub(crate) fn parse(args: &[String]) -> Result<Definition> {
         train_size: number("train_size", train_size, MAX_TRAIN_SIZE)?.unwrap_or(DEFAULT_TRAIN_SIZE),
         params: SearchParams::parse(params.as_deref().unwrap_or(""))?,
         dim: number("dim", dim, MAX_DIM)?,
+        predicate: predicate.as_deref().map(Predicate::parse).transpose()?,
+        partition,
     })
 }
 

@@ -36,6 +36,8 @@ pub(crate) enum PlanArg {
     Offset,
     /// `params = ?`: per-query search parameters.
     Params,
+    /// `<partition column> = ?`: the partition to search or list.
+    Partition,
     /// `rowid = ?`: a one-row filter.
     Rowid,
     /// `rowid IN (…)`, passed whole (`sqlite3_vtab_in`): the filter set.
@@ -45,12 +47,13 @@ pub(crate) enum PlanArg {
 }
 
 impl PlanArg {
-    const ALL: [PlanArg; 9] = [
+    const ALL: [PlanArg; 10] = [
         PlanArg::Query,
         PlanArg::K,
         PlanArg::Limit,
         PlanArg::Offset,
         PlanArg::Params,
+        PlanArg::Partition,
         PlanArg::Rowid,
         PlanArg::RowidIn,
         PlanArg::Distance(Bound::Lt),
@@ -65,6 +68,7 @@ impl PlanArg {
             PlanArg::Limit => 'l',
             PlanArg::Offset => 'o',
             PlanArg::Params => 'p',
+            PlanArg::Partition => 't',
             PlanArg::Rowid => '=',
             PlanArg::RowidIn => 'i',
             PlanArg::Distance(Bound::Lt) => '<',
@@ -106,7 +110,7 @@ mod tests {
     fn every_argument_round_trips_through_idx_str() {
         let plan = QueryPlan(PlanArg::ALL.to_vec());
         let text = plan.encode();
-        assert_eq!(text, "qklop=i<[");
+        assert_eq!(text, "qklopt=i<[");
         assert_eq!(QueryPlan::parse(&text).unwrap(), plan);
         assert_eq!(QueryPlan::parse("").unwrap(), QueryPlan::default());
         assert!(QueryPlan::parse("qx").is_err());
