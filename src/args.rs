@@ -2,6 +2,7 @@
 //! on k.
 
 use crate::error::{bail, Error, Result};
+use crate::index::Metric;
 use crate::sqlite::Cell;
 
 /// Largest k a search accepts; k beyond the number of rows simply returns every row.
@@ -34,6 +35,12 @@ pub(crate) fn parse_k(cell: Cell) -> Result<usize> {
 }
 
 /// A TEXT argument such as a database or table name.
+/// The optional metric argument of the search functions (`'l2'` when absent).
+pub(crate) fn parse_metric(cell: Option<Cell>) -> Result<Option<Metric>> {
+    cell.map(|cell| Metric::parse(parse_name(cell, "metric")?))
+        .transpose()
+}
+
 pub(crate) fn parse_name<'a>(cell: Cell<'a>, what: &str) -> Result<&'a str> {
     match cell {
         Cell::Text(_) => cell

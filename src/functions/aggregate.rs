@@ -1,6 +1,6 @@
-//! `faiss_agg(id, embedding, compare_embedding, k)` and `faiss_agg_with_scores(…)`: the k rows
-//! of the aggregated group nearest to `compare_embedding`, so any `WHERE` clause can filter a
-//! search in plain SQL (SPEC §3).
+//! `faiss_agg(id, embedding, compare_embedding, k [, metric])` and `faiss_agg_with_scores(…)`:
+//! the k rows of the aggregated group nearest to `compare_embedding`, so any `WHERE` clause can
+//! filter a search in plain SQL (SPEC §3).
 
 use crate::catalog::id_value;
 use crate::error::{bail, Result};
@@ -10,7 +10,7 @@ use crate::sqlite::{Aggregate, Cell, Context, Output, ValueRef};
 use crate::vector;
 
 use super::search::render;
-use crate::args::parse_k;
+use crate::args::{parse_k, parse_metric};
 
 /// The most vector data one group may gather (floats × 4 bytes).
 const MAX_GROUP_BYTES: usize = 1 << 30;
@@ -18,8 +18,8 @@ const MAX_GROUP_BYTES: usize = 1 << 30;
 /// The group's rows; `SCORES` selects the `_with_scores` output.
 #[derive(Default)]
 pub(crate) struct Nearest<const SCORES: bool> {
-    /// `compare_embedding` and `k`, taken from the group's first row.
-    query: Option<(Vec<f32>, usize)>,
+    /// `compare_embedding`, `k` and the metric, taken from the group's first row.
+    query: Option<(Vec<f32>, usize, Metric)>,
     ids: Vec<IdValue>,
     vectors: Vec<f32>,
     rows: usize,
@@ -31,9 +31,10 @@ impl<const SCORES: bool> Aggregate for Nearest<SCORES> {
         if self.query.is_none() {
             let query =
                 vector::parse(args[2].cell()).map_err(|e| e.context("compare_embedding"))?;
-            self.query = Some((query, parse_k(args[3].cell())?));
+            let metric = parse_metric(args.get(4).map(|a| a.cell()))?.unwrap_or(Metric::L2);
+            self.query = Some((query, parse_k(args[3].cell())?, metric));
         }
-        let dim = self.query.as_ref().map_or(0, |(q, _)| q.len());
+        let dim = self.query.as_ref().map_or(0, |(q, _, _)| q.len());
         let embedding = args[1].cell();
         if embedding == Cell::Null {
             return Ok(());
@@ -54,10 +55,10 @@ impl<const SCORES: bool> Aggregate for Nearest<SCORES> {
     }
 
     fn finish(self, _: &Context) -> Result<Output> {
-        let Some((query, k)) = self.query else {
+        let Some((query, k, metric)) = self.query else {
             return Ok(Output::Null);
         };
-        let mut index = Index::new("Flat", query.len(), Metric::L2)?;
+        let mut index = Index::new("Flat", query.len(), metric)?;
         index.add(&self.vectors)?;
         let hits = index.search(&query, k)?;
         Ok(Output::Text(render(&hits, &self.ids, SCORES)))

@@ -32,7 +32,15 @@ pub(crate) fn register(db: *mut sqlite3, state: &Arc<ConnState>) -> Result<()> {
             })?;
         }
     }
-    create_aggregate::<aggregate::Nearest<false>>(db, "faiss_agg", 4, DirectOnly)?;
-    create_aggregate::<aggregate::Nearest<true>>(db, "faiss_agg_with_scores", 4, DirectOnly)?;
+    // (id, embedding, compare_embedding, k [, metric])
+    for n_args in [4, 5] {
+        create_aggregate::<aggregate::Nearest<false>>(db, "faiss_agg", n_args, DirectOnly)?;
+        create_aggregate::<aggregate::Nearest<true>>(
+            db,
+            "faiss_agg_with_scores",
+            n_args,
+            DirectOnly,
+        )?;
+    }
     Ok(())
 }
