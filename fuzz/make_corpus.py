@@ -137,6 +137,16 @@ def vtab_options():
         "first-params": ["nprobe=3, rerank=2", "content=t"],
         "first-factory": ["IVF16,PQ4x8", "content=t"],
         "unicode": ["content=t\u00e9", "column=\u2603", "params='efSearch\u00e9=1'"],
+        "where-llm": ["content=embeddings", "where='collection_id = 1'", "partition=collection_id"],
+        "where-rich": ["content=t", "where='(a IS NOT NULL AND b NOT IN (1, -2.5e3, ''x'', X''0a'')) OR c BETWEEN 1 "
+                       "AND 2 OR d NOT LIKE ''%a%'' OR \"e f\" GLOB ''*'' '"],
+        "where-function": ["content=t", "where='upper(a) = 1'"],
+        "where-subquery": ["content=t", "where='a IN (SELECT 1)'"],
+        "where-semicolon": ["content=t", "where='a = 1; DROP TABLE t'"],
+        "where-deep": ["content=t", "where='" + "(" * 300 + "a" + ")" * 300 + "'"],
+        "where-unclosed": ["content=t", "where='a = ''x'"],
+        "where-bare": ["a = 1 AND NOT b", "content=t"],
+        "partition-empty": ["content=t", "partition="],
         "equals-in-value": ["content=a=b", "id = = ="],
         "one-quote": ["content='", "column=\""],
         "no-args": [],
@@ -245,6 +255,34 @@ def snapshot():
     write("snapshot", "trusted-too-many-slots", b"\x02\x01\x00\x03\x01\x00\x00" + slots(1, 2))
     write("snapshot", "trusted-dim-mismatch", b"\x02\x00\x00\x03\x03\x81\x00" + slots(1, 2, 3))
     write("snapshot", "trusted-metric-mismatch", b"\x02\x00\x00\x03\x03\x00\x01" + slots(1, 2, 3))
+
+    # Mode 3: byte 0 = 3, key shape (0 rowid, 1 unstable rowid, 2 columns), partitioned (bit 0),
+    # factory, metric, dim - 1, [number of parts, when partitioned], damage (0 none, 1 a handle
+    # twice, 2 a key missing, 3 a key's handle wrong, 4 a hash too many, 5 a partition twice,
+    # 6 another dimension, 7 partitioned or not, 8 another key shape); then per part: [value
+    # kind], count, per slot: dead (% 5 == 0) or gap; then the damage's pick, then a cut (1) or
+    # trailing bytes (2) with their length byte.
+    def v2(shape, partitioned, damage, parts, cut=b"\x00", dim=2, factory=0):
+        out = bytes([3, shape, partitioned, factory, 0, dim - 1])
+        if partitioned:
+            out += bytes([len(parts)])
+        out += bytes([damage])
+        for kind, slots in parts:
+            if partitioned:
+                out += bytes([kind])
+            out += bytes([len(slots)])
+            for dead in slots:
+                out += b"\x00" if dead else b"\x01\x00"
+        return out + b"\x00" + cut
+
+    for shape, name in [(0, "rowid"), (1, "unstable"), (2, "keyed")]:
+        write("snapshot", f"v2-{name}", v2(shape, 0, 0, [(0, [False, True, False])]))
+        write("snapshot", f"v2-{name}-partitioned", v2(shape, 1, 0, [(0, [False]), (1, [False, False]), (2, [])]))
+    write("snapshot", "v2-keyed-hnsw", v2(2, 0, 0, [(0, [False] * 5)], factory=1))
+    for damage in range(1, 9):
+        write("snapshot", f"v2-damage-{damage}", v2(2 if damage < 4 else 1, 1, damage, [(0, [False, False]), (1, [False])]))
+    write("snapshot", "v2-cut", v2(2, 1, 0, [(0, [False, False]), (1, [False])], cut=b"\x01\x80"))
+    write("snapshot", "v2-trailing", v2(2, 0, 0, [(0, [False])], cut=b"\x02\x03abc"))
 
 
 if __name__ == "__main__":

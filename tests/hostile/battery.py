@@ -19,6 +19,8 @@ VALUES = [
     "'nosuch'", "'e'", "'x'", "'sqlite_master'", "'x_config'", "'x_changes'", "'faiss_indexes'",
     "'e'' OR 1=1 --'", "'\"'", "char(0)", "'params=1'", "'nprobe=99999999'", "'efSearch=1e300'",
     "'rerank=100'", "100001", "100000", "'HNSW0'", "'IVF0,Flat'", "'PQ1x0'", "'NSG2'",
+    "'k = 1 OR ((('", "'" + "(" * 5000 + "k'", "'k LIKE ''%'' ESCAPE ''x'' '", "'NOT NOT NOT k'",
+    "'tenant IN (' || replace(hex(zeroblob(20000)), '00', '1,') || '1)'",
 ]
 
 SETUP = """.load ./dist/vekter
@@ -26,6 +28,9 @@ CREATE TABLE e (id INTEGER PRIMARY KEY, embedding BLOB);
 INSERT INTO e VALUES (1, faiss_encode('[1,2]')), (2, faiss_encode('[3,4]')), (3, '[5,6]');
 CREATE VIRTUAL TABLE x USING faiss(content = e, factory = 'HNSW8');
 CREATE VIRTUAL TABLE y USING faiss(content = e, factory = 'IVF1,Flat');
+CREATE TABLE t (k TEXT PRIMARY KEY, tenant, embedding BLOB);
+INSERT INTO t VALUES ('a', 1, '[1,2]'), ('b', 2, '[3,4]'), ('c', 2, '[5,6]'), ('d', 2.0, '[7]');
+CREATE VIRTUAL TABLE p USING faiss(content = t, partition = tenant, where = 'k != ''d''');
 """
 
 # After each case: the extension must still work on this connection.
@@ -49,7 +54,37 @@ TEMPLATES = [
     "CREATE VIRTUAL TABLE z USING faiss(content = e, dim = {v}); DROP TABLE IF EXISTS z;",
     "CREATE VIRTUAL TABLE z USING faiss(content = e, params = {v}); DROP TABLE IF EXISTS z;",
     "CREATE VIRTUAL TABLE z USING faiss(content = e, train_size = {v}, factory = 'IVF1,Flat'); DROP TABLE IF EXISTS z;",
+    "SELECT * FROM p WHERE query = '[1,2]' AND k = 2 AND tenant = {v};",
+    "SELECT count(*), group_concat(id) FROM p WHERE tenant = {v};",
+    "CREATE VIRTUAL TABLE z USING faiss(content = e, where = {v}); SELECT count(*) FROM z; DROP TABLE IF EXISTS z;",
+    "CREATE VIRTUAL TABLE z USING faiss(content = t, partition = {v}); DROP TABLE IF EXISTS z;",
+    "INSERT OR REPLACE INTO t VALUES ({v}, {v}, '[1,2]'); SELECT count(*) FROM p WHERE query = '[1,2]' AND k = 5 AND tenant = 2;",
 ]
+
+# The partitioned, partial table over a TEXT key: its own config keys, snapshot format and log.
+DAMAGE_P = [
+    "UPDATE p_config SET value = 'k = (SELECT 1)' WHERE key = 'where';",
+    "UPDATE p_config SET value = 'k = 1; DROP TABLE t' WHERE key = 'where';",
+    "UPDATE p_config SET value = '' WHERE key = 'partition';",
+    "UPDATE p_config SET value = 'nosuch' WHERE key = 'partition';",
+    "UPDATE p_config SET value = 'rowid' WHERE key = 'key';",
+    "UPDATE p_config SET value = 'rowid-unstable' WHERE key = 'key';",
+    "UPDATE p_config SET value = 'nope' WHERE key = 'key';",
+    "UPDATE p_config SET value = '[]' WHERE key = 'key_columns';",
+    "UPDATE p_config SET value = '[\"nosuch\", 1]' WHERE key = 'key_columns';",
+    "UPDATE p_chunks SET data = randomblob(length(data));",
+    "UPDATE p_chunks SET data = substr(data, 1, 40);",
+    "UPDATE p_changes SET key0 = NULL;",
+    "INSERT INTO p_changes(key0) VALUES (zeroblob(1000000));",
+    "ALTER TABLE t RENAME TO t2;",
+    "DROP TABLE t;",
+]
+USE_P = """SELECT count(*) FROM p WHERE query = '[1,2]' AND k = 10 AND tenant = 2;
+SELECT count(*) FROM p;
+INSERT INTO p(p) VALUES ('integrity-check');
+INSERT INTO p(p) VALUES ('rebuild');
+SELECT count(*) FROM p WHERE query = '[1,2]' AND k = 10 AND tenant = 2;
+"""
 
 DAMAGE = [
     "UPDATE x_config SET value = '999999999999' WHERE key = 'snapshot_bytes';", "DELETE FROM x_config;",
@@ -76,6 +111,8 @@ def cases():
             yield SETUP + t.format(v=v) + "\n" + AFTER, None
     for d in DAMAGE:
         yield SETUP + d + "\n" + USE + AFTER, ".load ./dist/vekter\n" + USE + AFTER
+    for d in DAMAGE_P:
+        yield SETUP + d + "\n" + USE_P + AFTER, ".load ./dist/vekter\n" + USE_P + AFTER
 
 
 def run(case):
