@@ -17,6 +17,9 @@ Sections (all run by default; `--only exact,ann` runs a subset):
   reopen   time to first result in a new process: vekter file vs faiss.read_index.
   percall  per-call overhead on a 100-row, 4-d index.
   memory   RSS of a process searching one vekter index file through 1 vs 4 connections.
+  partition  one search in one of many partitions (`partition = tenant`) vs an index of that
+           partition alone (vekter and raw FAISS), a filter over one unpartitioned index, and
+           sqlite-vec's partition key.
 
 Writes docs/benchmarks.md, docs/bench_recall_latency.png and docs/bench_ratios.png (or the
 same names under --out-dir), and every measurement to bench/out/results-{quick,full}.json
@@ -51,6 +54,7 @@ from vbench.report.plots import plot
 from vbench.sections.ann import bench_ann
 from vbench.sections.exact import bench_exact, vss_exact
 from vbench.sections.memory import bench_memory
+from vbench.sections.partition import bench_partition
 from vbench.sections.percall import bench_percall
 from vbench.sections.reopen import bench_reopen
 from vbench.sections.simd import bench_simd
@@ -115,6 +119,7 @@ def main():
         "reopen": lambda: bench_reopen(cfg, work, env, results["ann"]),
         "percall": lambda: bench_percall(cfg, work, env),
         "memory": lambda: bench_memory(cfg, work, env, results["ann"]),
+        "partition": lambda: bench_partition(cfg, work, env),
     }
     try:
         for name in SECTIONS:

@@ -29,6 +29,7 @@ MODES = {
         "memory_queries": 20,
         "simd": {"queries": 200, "build_rows": 5_000},
         "threads": {"build_rows": 10_000, "seconds": 2.0},
+        "partition": {"parts": 20, "rows": 2_000, "dim": 128},
     },
     "full": {
         "exact": [(1_000_000, 128), (100_000, 768)],
@@ -42,9 +43,10 @@ MODES = {
         "memory_queries": 100,
         "simd": {"queries": 1_000, "build_rows": 30_000},
         "threads": {"build_rows": 50_000, "seconds": 5.0},
+        "partition": {"parts": 100, "rows": 10_000, "dim": 128},
     },
 }
-SECTIONS = ["exact", "ann", "simd", "threads", "write", "reopen", "percall", "memory"]
+SECTIONS = ["exact", "ann", "simd", "threads", "write", "reopen", "percall", "memory", "partition"]
 # Sections that use the files the ANN section leaves in the work directory.
 NEEDS_ANN = ("simd", "threads", "reopen", "memory")
 

@@ -44,6 +44,13 @@ def summary(results):
     if pc:
         out.append("")
         out.append(text_table(["per call (100x4)", "µs"], [[k, f"{v:.2f}"] for k, v in pc["us"].items()]))
+    pt = results.get("partition")
+    if pt:
+        out.append("")
+        alone = pt["methods"]["partial"]["median_ms"]
+        out.append(text_table([f"partition ({pt['parts']} x {pt['rows']:,})", "median ms", "vs partial", "recall@10"],
+                              [[k, fmt_ms(m["median_ms"]), fmt_ratio(m["median_ms"] / alone), fmt_recall(m["recall"])]
+                               for k, m in pt["methods"].items()]))
     mem = results.get("memory")
     if mem:
         out.append("")

@@ -80,6 +80,13 @@ def goals(results):
         for k, name in (("vtab", "table"), ("fn", "faiss_search")):
             us = pc["us"][k]
             out.append((f"per-call ({name}, from Python) ≤ 20 µs", f"{us:.1f} µs", us <= 20))
+    pt = results.get("partition")
+    if pt:
+        m = pt["methods"]
+        r = m["partitioned"]["median_ms"] / m["partial"]["median_ms"]
+        goal = (f"one of {pt['parts']} partitions ≤ 1.2× an index of that partition alone "
+                f"(`where`, same table; {pt['rows']:,} rows, {pt['d']}-d)")
+        out.append((goal, f"{m['partitioned']['median_ms']:.3f} vs {m['partial']['median_ms']:.3f} ms = {r:.2f}×", r <= 1.2))
     mem = results.get("memory")
     if mem:
         for n, c in mem["cases"].items():
@@ -111,6 +118,13 @@ def ratio_items(results):
                 label = (f"{w} {kind}" if w == "vekter" else "vectorlite") + \
                     f" (recall {table[p][w]['recall']:.3f}, FAISS {table[p]['faiss']['recall']:.3f})"
                 items.append((f"{kind} {name}={p}", label, table[p][w]["median_ms"], table[p]["faiss"]["median_ms"], "ms"))
+    pt = results.get("partition")
+    if pt:
+        m = pt["methods"]
+        for k, label in (("partitioned", "vekter, one partition"), ("partial", "vekter, where = one partition"),
+                         ("alone", "vekter, the partition's own table"),
+                         ("filtered", "vekter, rowid IN filter"), ("vec", "sqlite-vec partition key")):
+            items.append((f"partition of {pt['rows']:,}×{pt['d']}", label, m[k]["median_ms"], m["faiss"]["median_ms"], "ms"))
     pc = results.get("percall")
     if pc:
         for k, label in (("vtab", "vekter table"), ("fn", "vekter faiss_search"), ("vec", "sqlite-vec"),
