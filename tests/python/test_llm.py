@@ -13,7 +13,7 @@ import llm
 import numpy as np
 import pytest
 import sqlite_utils
-from conftest import connect
+from conftest import LIB, connect
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -108,6 +108,13 @@ def test_one_collection_gives_llm_similar_neighbours_and_follows_llm_embed(llm_d
     assert conn.execute("select count(*) from docs_idx").fetchone() == (298,)
     conn.execute("insert into docs_idx(docs_idx) values ('integrity-check')")
     conn.commit()
+
+    # sqlite-utils counts every table of the file, the faiss table included.
+    counts = subprocess.run(
+        [sys.executable, "-m", "sqlite_utils", "tables", "--counts", f"--load-extension={LIB.removesuffix('.so')}", str(llm_db)],
+        check=True, capture_output=True, text=True, timeout=60,
+    )
+    assert {"table": "docs_idx", "count": 298} in json.loads(counts.stdout)
 
     # The other collection (another model, another dimension) never bothers this index: not at
     # build, not at sync.
