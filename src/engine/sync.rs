@@ -80,7 +80,8 @@ pub(crate) fn decide(visible: &Visible, held: Option<Held>, in_write: bool) -> S
             a if a < mark.seq && in_write => Step::Private,
             a if a < mark.seq => Step::Load,
             a if a > visible.max_seq => Step::Private,
-            a if a == visible.max_seq && !h.verified && in_write => Step::Private,
+            // Rowids VACUUM may have renumbered: an overlay on top would mix old and new ones.
+            _ if !h.verified && in_write => Step::Private,
             a if a == visible.max_seq && !h.verified => Step::Verify,
             a if a == visible.max_seq => Step::Search,
             after if in_write => Step::Overlay { after },
@@ -405,6 +406,13 @@ mod tests {
                 unverified("a", 1, 5),
                 false,
                 Apply { after: 5 },
+            ),
+            (
+                "own entries on rowids to check",
+                visible("a", 1, 0, 9),
+                unverified("a", 1, 5),
+                true,
+                Private,
             ),
         ];
         for (case, seen, shared, in_write, want) in cases {
