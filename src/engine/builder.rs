@@ -60,18 +60,27 @@ pub(crate) fn build(table: &LiveTable, origin: Origin) -> Result<LiveState> {
             .train(&sample)
             .map_err(|e| e.context(format!("training '{}' on {n} vectors", meta.factory)))?;
     }
-    fill(table, index, origin)
+    fill(table, index, origin, Rows::AllIndexable)
 }
 
 /// A new lineage from `empty` (a trained index with no vectors, see `Index::empty_copy`)
 /// refilled from the content table: no retraining, no tombstones, every visible change in. A
 /// new build id makes other processes reload it.
 pub(crate) fn compact(table: &LiveTable, empty: Index, origin: Origin) -> Result<LiveState> {
-    fill(table, empty, origin)
+    fill(table, empty, origin, Rows::SkipUnindexable)
+}
+
+/// What `fill` does with a row whose vector cannot be indexed.
+#[derive(Clone, Copy, PartialEq)]
+enum Rows {
+    /// Fail, naming it: create and `rebuild`, which the user asked for and can fix.
+    AllIndexable,
+    /// Leave it out, as a sync does (`integrity-check` names it): work vekter does on its own.
+    SkipUnindexable,
 }
 
 /// Add every row the index takes to `index`: the new lineage that `persist::save` then stores.
-fn fill(table: &LiveTable, index: Index, origin: Origin) -> Result<LiveState> {
+fn fill(table: &LiveTable, index: Index, origin: Origin, policy: Rows) -> Result<LiveState> {
     let meta = table.meta();
     let mut state = LiveState::new(index, origin.lineage, meta);
     state.applied_seq = origin.seq;
@@ -81,6 +90,9 @@ fn fill(table: &LiveTable, index: Index, origin: Origin) -> Result<LiveState> {
         |_| true,
         &mut vectors,
         |found, read, vectors| {
+            if read.is_err() && policy == Rows::SkipUnindexable {
+                return Ok(());
+            }
             read.map_err(|why| {
                 let hint = matches!(why, Rejected::Dimension { .. }).then(|| {
                     ". To index the rows of one dimension (one model, one collection), add \
@@ -120,7 +132,7 @@ pub(crate) fn refill(table: &LiveTable, state: &mut LiveState, cookie: i64) -> R
         lineage: state.lineage,
         seq: state.applied_seq,
     };
-    let mut fresh = fill(table, state.empty_copy()?, origin)?;
+    let mut fresh = fill(table, state.empty_copy()?, origin, Rows::SkipUnindexable)?;
     fresh.build_id = state.build_id.clone();
     fresh.set_snapshot_seq(state.snapshot_seq());
     fresh.verified_cookie = cookie;
@@ -138,8 +150,15 @@ pub(crate) fn rowids_hold_their_vectors(table: &LiveTable, state: &LiveState) ->
         |_| true,
         &mut buf,
         |found, read, buf| {
-            rows += 1;
-            same &= read.is_ok() && state.vector_hash(found.handle) == Some(vector_hash(buf));
+            let held = state.vector_hash(found.handle);
+            match read {
+                Ok(()) => {
+                    rows += 1;
+                    same &= held == Some(vector_hash(buf));
+                }
+                // A row that cannot be indexed is not in the index, and must not be.
+                Err(_) => same &= held.is_none(),
+            }
             buf.clear();
             Ok(())
         },
