@@ -39,6 +39,7 @@ pub(crate) mod state;
 mod sync;
 
 use crate::error::{Error, Result};
+use crate::index::Metric;
 use crate::sqlite::{quote_ident, Conn, StmtCache};
 
 pub(crate) use builder::DEFAULT_TRAIN_SIZE;
@@ -129,8 +130,14 @@ impl LiveTable {
 
 /// The `faiss` table that `faiss_search(…, table, …)` should use: `table` itself when it is
 /// one, or the single `faiss` table over it that indexes every row at once (no `where`, no
-/// `partition`: a partial index must not answer for the whole table). `None`: the plain path.
-pub(crate) fn resolve(conn: Conn, schema: &str, table: &str) -> Result<Option<(String, Meta)>> {
+/// `partition`: a partial index must not answer for the whole table) with the `metric` asked
+/// for, if any. `None`: the plain path.
+pub(crate) fn resolve(
+    conn: Conn,
+    schema: &str,
+    table: &str,
+    metric: Option<Metric>,
+) -> Result<Option<(String, Meta)>> {
     let master = format!("{}.sqlite_master", quote_ident(schema));
     let mut stmt = conn.prepare(&format!(
         "SELECT name, sql FROM {master} WHERE type = 'table' AND name = ?1 COLLATE NOCASE"
@@ -162,7 +169,8 @@ pub(crate) fn resolve(conn: Conn, schema: &str, table: &str) -> Result<Option<(S
     while stmt.step()? {
         let Some(name) = stmt.text(0) else { continue };
         let meta = LiveTable::open(conn, schema, &name)?.meta().clone();
-        if meta.predicate.is_none() && meta.partition.is_none() {
+        let metric_fits = metric.is_none_or(|m| m == meta.metric);
+        if meta.predicate.is_none() && meta.partition.is_none() && metric_fits {
             whole.push((name, meta));
         }
     }

@@ -28,7 +28,10 @@ enum Resolved {
 /// What `faiss_search(db, table, …)` resolved `table` to on one connection, with the schema
 /// cookie it was resolved under: valid until the schema changes.
 #[derive(Default)]
-pub(crate) struct ResolveCache(Mutex<HashMap<(String, String), (i64, Resolved)>>);
+pub(crate) struct ResolveCache(Mutex<HashMap<ResolveKey, (i64, Resolved)>>);
+
+/// Schema, table and the metric asked for (None: not named).
+type ResolveKey = (String, String, Option<Metric>);
 
 pub(crate) fn search(
     ctx: &Context,
@@ -48,12 +51,12 @@ pub(crate) fn search(
     // One read snapshot for everything below; its cookie validates the cached resolution.
     let held = conn.hold_read(&schema)?;
     let cookie = conn.schema_version(&schema, held.as_ref())?;
-    let key = (schema.clone(), table.to_ascii_lowercase());
+    let key = (schema.clone(), table.to_ascii_lowercase(), metric);
     let cached = lock(&cache.0).get(&key).cloned();
     let resolved = match cached {
         Some((c, resolved)) if c == cookie => resolved,
         _ => {
-            let resolved = match engine::resolve(conn, &schema, table)? {
+            let resolved = match engine::resolve(conn, &schema, table, metric)? {
                 Some((name, meta)) => Resolved::Faiss {
                     name,
                     meta: Box::new(meta),
@@ -75,10 +78,8 @@ pub(crate) fn search(
         Resolved::Faiss { name, meta } => {
             if let Some(m) = metric.filter(|m| *m != meta.metric) {
                 bail!(
-                    "table '{table}' is searched through faiss table '{name}', whose metric is \
-                     {}, not {}: leave out the metric, or create a faiss table with metric = {}",
+                    "faiss table '{name}' has metric {}, not {}: leave out the metric",
                     meta.metric.name(),
-                    m.name(),
                     m.name()
                 );
             }
@@ -92,6 +93,13 @@ pub(crate) fn search(
                 partition: None,
             };
             let rows = search::nearest(&live, state, &query).map_err(|e| e.in_table(&name))?;
+            if rows.iter().any(|r| matches!(r.id, IdValue::Blob(_))) {
+                bail!(
+                    "faiss table '{name}' returns BLOB ids, which JSON cannot hold: select from \
+                     it (SELECT id, distance FROM {name}(:q, :k)), or give it id = <an INTEGER \
+                     or TEXT column>"
+                );
+            }
             let out = json::list(&rows, |out, found| {
                 push_result(out, &found.id, found.distance, scores)
             });

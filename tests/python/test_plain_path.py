@@ -47,8 +47,19 @@ def test_a_faiss_table_answers_with_the_same_meaning_of_distance():
     for (_, a), (_, b), (_, c) in zip(plain, through_index, column):
         assert a == pytest.approx(b, abs=1e-5) and b == pytest.approx(c, abs=1e-5)
     assert column[0][1] == pytest.approx(0.0, abs=1e-3), "1 - cosine similarity"
-    with pytest.raises(sqlite3.OperationalError, match="whose metric is cosine, not l2"):
-        conn.execute("select faiss_search('main', 't', ?, 5, 'l2')", [q.tobytes()]).fetchone()
+    # Another metric than the faiss table's: the exact plain path, with that metric.
+    l2 = json.loads(conn.execute("select faiss_search_with_scores('main', 't', ?, 5, 'l2')", [q.tobytes()]).fetchone()[0])
+    d = distances(data, q, "l2")
+    assert [i for i, _ in l2] == [int(i) for i in np.argsort(d, kind="stable")[:5]]
+    # A faiss table named directly is searched with its own metric only.
+    with pytest.raises(sqlite3.OperationalError, match="faiss table 'idx' has metric cosine, not l2: leave out the metric"):
+        conn.execute("select faiss_search('main', 'idx', ?, 5, 'l2')", [q.tobytes()]).fetchone()
+    # Two faiss tables over t: the metric asked for picks one; without it, name one.
+    conn.execute("create virtual table idx_l2 using faiss(content = t)")
+    assert json.loads(conn.execute("select faiss_search_with_scores('main', 't', ?, 5, 'l2')", [q.tobytes()]).fetchone()[0]) == l2
+    assert json.loads(conn.execute("select faiss_search('main', 't', ?, 5, 'cosine')", [q.tobytes()]).fetchone()[0]) == [i for i, _ in plain]
+    with pytest.raises(sqlite3.OperationalError, match="has 2 faiss indexes"):
+        conn.execute("select faiss_search('main', 't', ?, 5)", [q.tobytes()]).fetchone()
 
 
 def test_views_are_never_stale(tmp_path):
