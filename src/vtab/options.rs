@@ -83,6 +83,16 @@ pub(crate) fn parse(args: &[String]) -> Result<Definition> {
             },
         }
     };
+    if let Some(p) = &partition {
+        let reserved = ["id", "distance", "query", "k", "params", "rowid"];
+        if reserved.iter().any(|r| p.eq_ignore_ascii_case(r)) {
+            bail!(
+                "partition = {p}: the faiss table has its own column named {p}; \
+                 a partition column cannot be named id, distance, query, k, params or rowid \
+                 (index a view that renames it: CREATE VIEW v AS SELECT *, {p} AS part FROM …)"
+            );
+        }
+    }
     Ok(Definition {
         content,
         column: column.unwrap_or_else(|| "embedding".to_string()),
@@ -103,6 +113,15 @@ mod tests {
 
     fn parse_strs(args: &[&str]) -> Result<Definition> {
         parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn refuses_a_partition_named_like_a_column_of_the_faiss_table() {
+        for name in ["id", "Distance", "query", "k", "params", "rowid"] {
+            let e = parse_strs(&["content=t", &format!("partition={name}")]).unwrap_err();
+            assert!(e.to_string().contains("cannot be named"), "{e}");
+        }
+        assert!(parse_strs(&["content=t", "partition=tenant"]).is_ok());
     }
 
     #[test]
