@@ -131,3 +131,11 @@ pub(crate) fn id_value(cell: Cell) -> Result<IdValue> {
         Cell::Blob(_) => bail!("id is a BLOB: ids must be INTEGER or TEXT"),
     })
 }
+
+/// The `id` a faiss table returns for a row: as [`id_value`], and a BLOB key as itself.
+pub(crate) fn row_id_value(cell: Cell) -> Result<IdValue> {
+    match cell {
+        Cell::Blob(b) => Ok(IdValue::Blob(b.into())),
+        other => id_value(other),
+    }
+}

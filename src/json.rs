@@ -11,6 +11,9 @@ pub(crate) enum IdValue {
     Integer(i64),
     Real(f64),
     Text(Box<str>),
+    /// A BLOB key (a faiss table over a table keyed by a BLOB): the `id` column returns it;
+    /// JSON has no form for it (`faiss_search` refuses it before rendering).
+    Blob(Box<[u8]>),
 }
 
 /// Append Python's `repr` of `x` (what `json.dumps` writes for a float).
@@ -95,6 +98,10 @@ pub(crate) fn push_id(out: &mut String, id: &IdValue) {
         }
         IdValue::Real(x) => push_float(out, *x),
         IdValue::Text(s) => push_str(out, s),
+        IdValue::Blob(b) => push_str(
+            out,
+            &b.iter().map(|x| format!("{x:02X}")).collect::<String>(),
+        ),
     }
 }
 

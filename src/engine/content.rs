@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::catalog::{id_value, object_type};
+use crate::catalog::{object_type, row_id_value};
 use crate::error::{bail, Error, Result};
 use crate::json::IdValue;
 use crate::sqlite::{quote_ident, Cell, Conn, Stmt, StmtCache};
@@ -271,11 +271,15 @@ impl<'a> Content<'a> {
             (None, KeyShape::Columns { columns, .. }) if columns.len() == 1 => {
                 quote_ident(&columns[0])
             }
+            // JSON holds no BLOB: a BLOB part is given as its hex.
             (None, KeyShape::Columns { columns, .. }) => format!(
                 "json_array({})",
                 columns
                     .iter()
-                    .map(|c| quote_ident(c))
+                    .map(|c| {
+                        let c = quote_ident(c);
+                        format!("CASE WHEN typeof({c}) = 'blob' THEN hex({c}) ELSE {c} END")
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -286,20 +290,33 @@ impl<'a> Content<'a> {
         } else {
             "NULL"
         };
+        // The key too: a lookup by `=` also finds a row whose key only compares equal (another
+        // case under COLLATE NOCASE), which may be a replacement no trigger reported. Only the
+        // row whose key is the indexed one is this row.
         let sql = format!(
-            "SELECT {rowid}, {id} FROM {} WHERE {}",
+            "SELECT {rowid}, {id}, {} FROM {} AS t WHERE {}",
+            self.meta.key.select("t"),
             self.table(),
             self.meta.key.matches(1)
         );
         self.stmts.with(self.conn, &sql, |stmt| {
             let mut out = Vec::with_capacity(rows.len());
             for &row in rows {
-                out.push(if self.bind(stmt, row)? && stmt.step()? {
+                let found = self.bind(stmt, row)?
+                    && stmt.step()?
+                    && match &self.meta.key {
+                        KeyShape::Columns { columns, .. } => {
+                            let cells = (0..columns.len() as i32).map(|i| stmt.cell(2 + i));
+                            RowKey::from_cells(cells).is_some_and(|k| k.handle() == row.handle)
+                        }
+                        _ => true,
+                    };
+                out.push(if found {
                     let rowid = match stmt.cell(0) {
                         Cell::Integer(r) => r,
                         _ => row.handle,
                     };
-                    Some((rowid, id_value(stmt.cell(1))?))
+                    Some((rowid, row_id_value(stmt.cell(1))?))
                 } else {
                     None
                 });
@@ -331,7 +348,12 @@ impl<'a> Content<'a> {
     }
 }
 
-/// A key as a message shows it: `'L0'`, `(1, 'L0')`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+/// A key as a message shows it: `'L0'`, `(1, 'L0')`; long keys are cut short (with their
+/// length).
 pub(crate) fn key_text(key: &RowKey) -> String {
     let parts: Vec<String> = key
         .0
@@ -339,11 +361,16 @@ pub(crate) fn key_text(key: &RowKey) -> String {
         .map(|p| match p {
             KeyPart::Int(i) => i.to_string(),
             KeyPart::Real(x) => x.to_string(),
-            KeyPart::Text(t) => format!("'{t}'"),
-            KeyPart::Blob(b) => format!(
-                "X'{}'",
-                b.iter().map(|x| format!("{x:02X}")).collect::<String>()
+            KeyPart::Text(t) if t.len() > 64 => format!(
+                "'{}…' ({} bytes)",
+                String::from_utf8_lossy(&t[..48]),
+                t.len()
             ),
+            KeyPart::Text(t) => format!("'{}'", String::from_utf8_lossy(t)),
+            KeyPart::Blob(b) if b.len() > 32 => {
+                format!("X'{}…' ({} bytes)", hex(&b[..16]), b.len())
+            }
+            KeyPart::Blob(b) => format!("X'{}'", hex(b)),
         })
         .collect();
     match parts.as_slice() {

@@ -107,7 +107,8 @@ impl KeyShape {
 pub(crate) enum KeyPart {
     Int(i64),
     Real(f64),
-    Text(String),
+    /// TEXT as SQLite stores it: UTF-8, unless a writer stored other bytes.
+    Text(Vec<u8>),
     Blob(Vec<u8>),
 }
 
@@ -125,14 +126,10 @@ impl std::hash::Hash for KeyPart {
 }
 
 impl KeyPart {
-    /// A partition value as the index keys it, `None` for NULL. SQLite's `=` holds `2 = 2.0`,
-    /// so an integral REAL is keyed as the INTEGER.
+    /// A partition value as the index keys it (as a key part, see [`RowKey::from_cells`]),
+    /// `None` for NULL.
     pub(crate) fn partition(cell: Cell) -> Option<KeyPart> {
-        let part = RowKey::from_cells([cell])?.0.pop()?;
-        Some(match part {
-            KeyPart::Real(x) => integral(x).map_or(KeyPart::Real(x), KeyPart::Int),
-            other => other,
-        })
+        RowKey::from_cells([cell])?.0.pop()
     }
 
     /// A value compared with a column of `affinity` (`WHERE column = value`), converted as
@@ -148,8 +145,8 @@ impl KeyPart {
                 .as_str()
                 .and_then(numeric_text)
                 .or_else(|| KeyPart::partition(cell)),
-            (Affinity::Text, Cell::Integer(i)) => Some(KeyPart::Text(i.to_string())),
-            (Affinity::Text, Cell::Real(x)) => Some(KeyPart::Text(text_of_real(x)?)),
+            (Affinity::Text, Cell::Integer(i)) => Some(KeyPart::Text(i.to_string().into_bytes())),
+            (Affinity::Text, Cell::Real(x)) => Some(KeyPart::Text(text_of_real(x)?.into_bytes())),
             _ => KeyPart::partition(cell),
         })
     }
@@ -220,8 +217,11 @@ impl RowKey {
             parts.push(match cell {
                 Cell::Null => return None,
                 Cell::Integer(i) => KeyPart::Int(i),
-                Cell::Real(x) => KeyPart::Real(x),
-                Cell::Text(b) => KeyPart::Text(String::from_utf8_lossy(b).into_owned()),
+                // SQLite's `=` holds `2 = 2.0` (a key column without a type may hold either,
+                // and INSERT OR REPLACE takes one for the other): an integral REAL is keyed as
+                // the INTEGER.
+                Cell::Real(x) => integral(x).map_or(KeyPart::Real(x), KeyPart::Int),
+                Cell::Text(b) => KeyPart::Text(b.to_vec()),
                 Cell::Blob(b) => KeyPart::Blob(b.to_vec()),
             });
         }
@@ -259,7 +259,7 @@ impl RowKey {
                 KeyPart::Text(v) => {
                     out.push(TAG_TEXT);
                     out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                    out.extend_from_slice(v.as_bytes());
+                    out.extend_from_slice(v);
                 }
                 KeyPart::Blob(v) => {
                     out.push(TAG_BLOB);
@@ -299,7 +299,7 @@ impl RowKey {
                     let n = word(take(4)?);
                     let b = take(n)?;
                     if tag == TAG_TEXT {
-                        KeyPart::Text(String::from_utf8_lossy(b).into_owned())
+                        KeyPart::Text(b.to_vec())
                     } else {
                         KeyPart::Blob(b.to_vec())
                     }
@@ -352,7 +352,7 @@ mod tests {
             let text = String::from_utf8(not_a_number.to_vec()).unwrap();
             assert_eq!(
                 part(Cell::Text(not_a_number), Numeric),
-                Some(KeyPart::Text(text))
+                Some(KeyPart::Text(text.into_bytes()))
             );
         }
         assert_eq!(part(Cell::Real(2.0), Blob), Some(KeyPart::Int(2)));

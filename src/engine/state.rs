@@ -407,13 +407,32 @@ impl LiveState {
     /// Index `rows` with `vectors` (row-major), replacing any earlier vector of each.
     pub(crate) fn insert(&mut self, rows: &[NewRow], vectors: &[f32]) -> Result<()> {
         let dim = self.dim();
+        // Two keys with one handle (a 64-bit coincidence, or a crafted table): refuse before
+        // anything changes, rather than let one row stand for the other.
+        let mut batch_keys: HashMap<i64, &RowKey> = HashMap::new();
+        for row in rows {
+            let Some(key) = &row.key else { continue };
+            let other = batch_keys
+                .insert(row.handle, key)
+                .or_else(|| self.keys.get(&row.handle));
+            if let Some(other) = other.filter(|other| *other != key) {
+                bail!(Invalid:
+                    "the keys {} and {} hash to the same 64-bit handle, so this index cannot \
+                     tell their rows apart; change one of the keys",
+                    key_text(other),
+                    key_text(key)
+                );
+            }
+        }
         // Group by part, FAISS first: if it fails, nothing has changed.
         let mut groups: Vec<(Option<KeyPart>, Vec<usize>)> = Vec::new();
+        let mut group_of: HashMap<&Option<KeyPart>, usize> = HashMap::new();
         for (i, row) in rows.iter().enumerate() {
-            match groups.iter_mut().find(|(v, _)| *v == row.part) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((row.part.clone(), vec![i])),
-            }
+            let g = *group_of.entry(&row.part).or_insert_with(|| {
+                groups.push((row.part.clone(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push(i);
         }
         for (value, members) in &groups {
             let p = self.part_index(value.as_ref())?;
@@ -434,16 +453,7 @@ impl LiveState {
         }
         for row in rows {
             if let Some(key) = &row.key {
-                if let Some(other) = self.keys.insert(row.handle, key.clone()) {
-                    if &other != key {
-                        bail!(Internal:
-                            "the keys {} and {} hash to the same 64-bit handle, so this index \
-                             cannot tell their rows apart; change one of the keys",
-                            key_text(&other),
-                            key_text(key)
-                        );
-                    }
-                }
+                self.keys.insert(row.handle, key.clone());
             }
         }
         self.generation = next_generation();
@@ -491,7 +501,14 @@ impl LiveState {
         self.insert(&rows, &vectors)?;
         failpoint("apply:vectors-added")?;
         for change in changes.iter().filter(|c| c.vector.is_none()) {
-            self.remove(change.handle);
+            // A gone key whose handle another key holds (see `insert`) removes nothing.
+            let other_key = match (&change.key, self.keys.get(&change.handle)) {
+                (Some(gone), Some(held)) => gone != held,
+                _ => false,
+            };
+            if !other_key {
+                self.remove(change.handle);
+            }
         }
         self.applied_seq = self.applied_seq.max(upto);
         self.generation = next_generation();

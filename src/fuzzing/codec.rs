@@ -221,6 +221,7 @@ pub fn json_output(data: &[u8]) {
                 IdValue::Integer(i) => item.as_i64() == Some(*i),
                 IdValue::Real(x) => item.is_f64() && item.as_f64() == Some(*x),
                 IdValue::Text(s) => item.as_str() == Some(&**s),
+                IdValue::Blob(_) => item.is_string(),
             };
             assert!(ok, "{id:?} came out as {item}");
         }

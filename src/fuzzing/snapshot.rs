@@ -435,7 +435,7 @@ fn snapshot_v2(input: &mut Input) {
     for p in 0..nparts {
         let value = partitioned.then(|| match input.u8() % 3 {
             0 => KeyPart::Int(p as i64),
-            1 => KeyPart::Text(format!("tenant {p}")),
+            1 => KeyPart::Text(format!("tenant {p}").into_bytes()),
             _ => KeyPart::Blob(vec![p as u8; 3]),
         });
         let count = input.u8() as usize % 6;
@@ -447,7 +447,10 @@ fn snapshot_v2(input: &mut Input) {
             }
             next_row += 1 + (input.u8() % 3) as i64;
             let handle = if keyed {
-                let key = RowKey(vec![KeyPart::Int(1), KeyPart::Text(format!("L{next_row}"))]);
+                let key = RowKey(vec![
+                    KeyPart::Int(1),
+                    KeyPart::Text(format!("L{next_row}").into_bytes()),
+                ]);
                 let h = key.handle();
                 keys.push((h, key));
                 h

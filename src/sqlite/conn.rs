@@ -243,7 +243,13 @@ impl Stmt {
         }
     }
 
-    pub(crate) fn bind_text(&mut self, index: c_int, text: &str) -> Result<()> {
+    /// Bind TEXT: UTF-8 bytes, taken as they are (a key read from a row may not be valid UTF-8).
+    pub(crate) fn bind_text<T: AsRef<[u8]> + ?Sized>(
+        &mut self,
+        index: c_int,
+        text: &T,
+    ) -> Result<()> {
+        let text = text.as_ref();
         // SAFETY: valid statement; SQLITE_TRANSIENT makes SQLite copy the text.
         let rc = unsafe {
             call!(bind_text64(

@@ -139,7 +139,9 @@ impl VTab for FaissTable {
                 _ => continue,
             };
             if !c.usable {
-                if arg == PlanArg::Query {
+                // A query or partition that comes from another table of a join: this order
+                // cannot run; SQLite finds the one where the other table is read first.
+                if matches!(arg, PlanArg::Query | PlanArg::Partition) {
                     return Ok(Plan::Unusable);
                 }
                 continue;
@@ -363,6 +365,7 @@ fn id_output(id: &IdValue) -> Output {
         IdValue::Integer(v) => Output::Integer(*v),
         IdValue::Real(v) => Output::Real(*v),
         IdValue::Text(s) => Output::Text(s.to_string()),
+        IdValue::Blob(b) => Output::Blob(b.to_vec()),
     }
 }
 
@@ -371,7 +374,7 @@ fn part_output(part: Option<&KeyPart>) -> Output {
         None => Output::Null,
         Some(KeyPart::Int(v)) => Output::Integer(*v),
         Some(KeyPart::Real(v)) => Output::Real(*v),
-        Some(KeyPart::Text(v)) => Output::Text(v.clone()),
+        Some(KeyPart::Text(v)) => Output::Text(String::from_utf8_lossy(v).into_owned()),
         Some(KeyPart::Blob(v)) => Output::Blob(v.clone()),
     }
 }
