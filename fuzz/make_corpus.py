@@ -284,6 +284,40 @@ def snapshot():
     write("snapshot", "v2-cut", v2(2, 1, 0, [(0, [False, False]), (1, [False])], cut=b"\x01\x80"))
     write("snapshot", "v2-trailing", v2(2, 0, 0, [(0, [False])], cut=b"\x02\x03abc"))
 
+    # Mode 4: byte 0 = 4, dim - 1 (% 4), rows (% 24), metric (0 l2, 1 cosine), rows x dim coordinate
+    # bytes ((b - 127.5) / 16), how (bit 0: the input's bytes instead of the honest snapshot;
+    # (how >> 1) % 8: writes over it), [the input's bytes, length first], per write: offset
+    # (2 bytes LE, modulo the length), value (length first); then the seal (0 the right one,
+    # only for the honest bytes; 1 none; 2 another key's; 3 the honest snapshot's).
+    def forged(rows, how, writes=(), seal=3, raw=None, dim=2, metric=0):
+        out = bytes([4, dim - 1, rows, metric]) + bytes((7 * i + 50) % 256 for i in range(rows * dim))
+        out += bytes([how | (len(writes) << 1)])
+        if raw is not None:
+            out += bytes([len(raw)]) + raw
+        for at, value in writes:
+            out += struct.pack("<H", at) + bytes([len(value)]) + value
+        return out + bytes([seal])
+
+    write("snapshot", "forged-honest-sealed", forged(5, 0, seal=0))
+    write("snapshot", "forged-honest-unsealed", forged(5, 0, seal=1))
+    write("snapshot", "forged-honest-other-key", forged(5, 0, seal=2))
+    write("snapshot", "forged-no-rows", forged(0, 0, seal=3, writes=[(24, b"\xff" * 8)]))
+    # In the honest v1 payload of a Flat index, FAISS's bytes start at 24: type tag, d (28),
+    # ntotal (32), two dummies, is_trained, metric, then the codes' length and the codes.
+    for name, at, value in [
+        ("dim", 28, struct.pack("<i", 2 ** 31 - 1)),
+        ("ntotal", 32, struct.pack("<q", 2 ** 62)),
+        ("ntotal-negative", 32, struct.pack("<q", -1)),
+        ("metric", 53, struct.pack("<i", 77)),
+        ("codes-length", 61, struct.pack("<Q", 2 ** 63)),
+        ("slot-count", 16, struct.pack("<Q", 2 ** 60)),
+        ("type-tag", 24, b"IHNf"),
+    ]:
+        write("snapshot", f"forged-{name}", forged(6, 0, writes=[(at, value)]))
+    hnsw = b"VEKTSNP1" + struct.pack("<QQ", 40, 0) + b"IHNf" + struct.pack("<iqqqi", 2, 5, 0, 0, 1)
+    write("snapshot", "forged-raw-hnsw-header", forged(3, 1, raw=hnsw))
+    write("snapshot", "forged-raw-empty", forged(3, 1, raw=b""))
+
 
 if __name__ == "__main__":
     shutil.rmtree(CORPUS, ignore_errors=True)

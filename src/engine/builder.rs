@@ -32,6 +32,11 @@ impl Origin {
     /// The first lineage of a table being created (no config, no log yet).
     pub(crate) const FIRST: Origin = Origin { lineage: 1, seq: 0 };
 
+    /// Lineage `lineage` as of change-log position `seq`.
+    pub(crate) fn at(lineage: i64, seq: i64) -> Origin {
+        Origin { lineage, seq }
+    }
+
     /// The next lineage of an existing table, as of the change log's current end.
     pub(crate) fn next(table: &LiveTable) -> Result<Origin> {
         Ok(Origin {
@@ -60,14 +65,27 @@ pub(crate) fn build(table: &LiveTable, origin: Origin) -> Result<LiveState> {
             .train(&sample)
             .map_err(|e| e.context(format!("training '{}' on {n} vectors", meta.factory)))?;
     }
-    fill(table, index, origin, Rows::AllIndexable)
+    fill(table, index, origin, Rows::AllIndexable, true)
+}
+
+/// The index that stands in for a refused stored snapshot (`persist::load`): an exact `Flat`
+/// index of the table's metric over every row that can be indexed, whatever the table's
+/// factory. vekter does this on its own, for a file that may come from a stranger, so it
+/// trains nothing and builds no graph: one pass over the content table, and memory the size
+/// of its vectors. Searches are exact meanwhile; `rebuild` (or `optimize`) stores the table's
+/// own index again.
+pub(crate) fn build_stand_in(table: &LiveTable, origin: Origin) -> Result<LiveState> {
+    let meta = table.meta();
+    let index = Index::new("Flat", meta.dim, meta.metric)?;
+    // The table's default parameters are for its own factory (efSearch, nprobe): not set here.
+    fill(table, index, origin, Rows::SkipUnindexable, false)
 }
 
 /// A new lineage from `empty` (a trained index with no vectors, see `Index::empty_copy`)
 /// refilled from the content table: no retraining, no tombstones, every visible change in. A
 /// new build id makes other processes reload it.
 pub(crate) fn compact(table: &LiveTable, empty: Index, origin: Origin) -> Result<LiveState> {
-    fill(table, empty, origin, Rows::SkipUnindexable)
+    fill(table, empty, origin, Rows::SkipUnindexable, true)
 }
 
 /// What `fill` does with a row whose vector cannot be indexed.
@@ -80,7 +98,14 @@ enum Rows {
 }
 
 /// Add every row the index takes to `index`: the new lineage that `persist::save` then stores.
-fn fill(table: &LiveTable, index: Index, origin: Origin, policy: Rows) -> Result<LiveState> {
+/// `defaults`: set the table's default search parameters on it.
+fn fill(
+    table: &LiveTable,
+    index: Index,
+    origin: Origin,
+    policy: Rows,
+    defaults: bool,
+) -> Result<LiveState> {
     let meta = table.meta();
     let mut state = LiveState::new(index, origin.lineage, meta);
     state.applied_seq = origin.seq;
@@ -118,8 +143,10 @@ fn fill(table: &LiveTable, index: Index, origin: Origin, policy: Rows) -> Result
         },
     )?;
     state.insert(&rows, &vectors)?;
-    for index in state.indexes_mut() {
-        params::apply(index, &meta.params.faiss)?;
+    if defaults {
+        for index in state.indexes_mut() {
+            params::apply(index, &meta.params.faiss)?;
+        }
     }
     Ok(state)
 }
@@ -132,10 +159,18 @@ pub(crate) fn refill(table: &LiveTable, state: &mut LiveState, cookie: i64) -> R
         lineage: state.lineage,
         seq: state.applied_seq,
     };
-    let mut fresh = fill(table, state.empty_copy()?, origin, Rows::SkipUnindexable)?;
+    let defaults = !state.is_stand_in();
+    let mut fresh = fill(
+        table,
+        state.empty_copy()?,
+        origin,
+        Rows::SkipUnindexable,
+        defaults,
+    )?;
     fresh.build_id = state.build_id.clone();
     fresh.set_snapshot_seq(state.snapshot_seq());
     fresh.verified_cookie = cookie;
+    fresh.set_refused(state.refused());
     *state = fresh;
     Ok(())
 }

@@ -168,6 +168,10 @@ pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
     // lock is held, so searches go on meanwhile.
     let empty = with_current(table, state, false, |current, overlay| {
         let s = current.get();
+        if s.is_stand_in() {
+            // Standing in for a refused snapshot: the table's own index must be built anew.
+            return Ok(Some(None));
+        }
         let clean = overlay.is_empty()
             && s.dead_count() == 0
             && s.live_count() == indexable
@@ -176,14 +180,18 @@ pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
             save(table, s, seq)?;
             return Ok(None);
         }
-        s.empty_copy().map(Some)
+        s.empty_copy().map(|empty| Some(Some(empty)))
     })?;
-    if let Some(empty) = empty {
-        let compact = builder::compact(table, empty, Origin::next(table)?)?;
-        save(table, &compact, seq)?;
-        shared::publish(state, table, compact);
+    match empty {
+        None => Ok(()),
+        Some(None) => rebuild(table, state),
+        Some(Some(empty)) => {
+            let compact = builder::compact(table, empty, Origin::next(table)?)?;
+            save(table, &compact, seq)?;
+            shared::publish(state, table, compact);
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// The content rows as an index sees them.
@@ -233,7 +241,14 @@ pub(crate) fn integrity_check(table: &LiveTable, state: &ConnState) -> Result<()
         .and_then(|config| config.record())
         .and_then(|record| chunks::open(table.shadow(), &record));
     match stored {
-        Err(e) if e.kind() == Kind::Corrupt => return Err(corrupt(e.message())),
+        Err(e) if e.kind() == Kind::Corrupt => {
+            let name = quote_ident(table.name());
+            return Err(corrupt(&format!(
+                "{}; searches use an index rebuilt in memory from the content table instead \
+                 (INSERT INTO {name}({name}) VALUES ('rebuild') stores a new snapshot)",
+                e.message()
+            )));
+        }
         other => drop(other?),
     }
     let ContentRows {

@@ -50,6 +50,10 @@ pub(crate) enum Key {
     SnapshotBytes,
     SnapshotChunks,
     SnapshotChecksum,
+    /// The stored snapshot's seal (keyed MAC, `snapshot::seal`) and the id of the key that
+    /// made it; empty in snapshots from before seals.
+    SnapshotSeal,
+    SnapshotKeyId,
     /// The change-log position the stored snapshot reflects.
     SnapshotSeq,
     /// The stored snapshot's lineage: a new id and a larger number at every create, rebuild
@@ -82,6 +86,8 @@ impl Key {
             Key::SnapshotBytes => "snapshot_bytes",
             Key::SnapshotChunks => "snapshot_chunks",
             Key::SnapshotChecksum => "snapshot_checksum",
+            Key::SnapshotSeal => "snapshot_seal",
+            Key::SnapshotKeyId => "snapshot_key",
             Key::SnapshotSeq => "snapshot_seq",
             Key::BuildId => "build_id",
             Key::Lineage => "lineage",
@@ -104,6 +110,8 @@ impl Key {
             Key::Where => Some(""),
             Key::Partition => Some(""),
             Key::VerifiedCookie => Some("-1"),
+            Key::SnapshotSeal => Some(""),
+            Key::SnapshotKeyId => Some(""),
             _ => None,
         }
     }
@@ -187,6 +195,8 @@ impl Config {
             bytes: self.num(Key::SnapshotBytes)?,
             chunks: self.num(Key::SnapshotChunks)?,
             checksum: self.text(Key::SnapshotChecksum)?.to_string(),
+            seal: self.text(Key::SnapshotSeal)?.to_string(),
+            key_id: self.text(Key::SnapshotKeyId)?.to_string(),
         })
     }
 }
@@ -212,20 +222,25 @@ impl SnapshotMark {
     }
 }
 
-/// How the stored snapshot was written: its length, chunk count and checksum (hex).
+/// How the stored snapshot was written: its length, chunk count, checksum and seal (hex), and
+/// the id of the key that sealed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SnapshotRecord {
     pub(crate) bytes: usize,
     pub(crate) chunks: i64,
     pub(crate) checksum: String,
+    pub(crate) seal: String,
+    pub(crate) key_id: String,
 }
 
 impl SnapshotRecord {
-    pub(crate) fn pairs(&self) -> [(Key, String); 3] {
+    pub(crate) fn pairs(&self) -> [(Key, String); 5] {
         [
             (Key::SnapshotBytes, self.bytes.to_string()),
             (Key::SnapshotChunks, self.chunks.to_string()),
             (Key::SnapshotChecksum, self.checksum.clone()),
+            (Key::SnapshotSeal, self.seal.clone()),
+            (Key::SnapshotKeyId, self.key_id.clone()),
         ]
     }
 }

@@ -21,14 +21,14 @@
 //! | `commands` | create, rebuild, optimize, integrity-check, drop, rename |
 
 mod atomic;
-mod builder;
+pub(crate) mod builder;
 mod changelog;
 pub(crate) mod commands;
 pub(crate) mod config;
 mod content;
 pub(crate) mod key;
 mod params;
-mod persist;
+pub(crate) mod persist;
 pub(crate) mod predicate;
 mod rowid_hash;
 pub(crate) mod search;

@@ -6,7 +6,7 @@
 //! step by `tests/failpoints.rs`); the in-memory state learns its new position only when all
 //! three succeeded.
 
-use crate::error::Result;
+use crate::error::{bail, Kind, Result};
 use crate::failpoint::failpoint;
 
 use super::builder;
@@ -20,6 +20,10 @@ use super::LiveTable;
 /// Write `state` as the stored snapshot, folding the change log up to `seq`. `state` must
 /// reflect every change up to `seq` (built, compacted, or synced to it).
 pub(crate) fn save(table: &LiveTable, state: &LiveState, seq: i64) -> Result<()> {
+    if state.is_stand_in() {
+        // A stand-in is a Flat index whatever the factory: never stored as the table's index.
+        bail!(Internal: "the index standing in for a refused snapshot cannot be saved");
+    }
     let shadow = table.shadow();
     let payload = state.to_payload()?;
     let record = chunks::write(shadow, &payload)?;
@@ -42,26 +46,64 @@ pub(crate) fn save(table: &LiveTable, state: &LiveState, seq: i64) -> Result<()>
 
 /// The stored snapshot with the change log replayed on top: the index as this connection sees
 /// it, without retraining or reading the whole content table.
+///
+/// A stored snapshot that does not verify (damaged, unsealed, or sealed with another key:
+/// `chunks::open`) never reaches FAISS: an exact index rebuilt from the content table stands in
+/// for it, in memory only, and remembers why (`faiss_indexes.state`, `integrity-check`) until
+/// `rebuild` or `optimize` stores the table's own index again.
 pub(crate) fn load(table: &LiveTable) -> Result<LiveState> {
     let shadow = table.shadow();
     let meta = table.meta();
     let config = Config::read(shadow)?;
     let mark = config.mark()?;
-    let mut snapshot =
-        chunks::open(shadow, &config.record()?).map_err(|e| e.in_table(table.name()))?;
-    let seq = mark.seq;
-    let mut state =
-        LiveState::from_payload(&mut snapshot, meta, (mark.build_id, mark.lineage, seq))
-            .map_err(|e| e.in_table(table.name()))?;
-    drop(snapshot);
-    state.verified_cookie = mark.verified_cookie;
-    for index in state.indexes_mut() {
-        params::apply(index, &meta.params.faiss)?;
-    }
     let upto = table.log().max_seq()?;
-    let changes = table.log().changes(meta, seq, upto)?;
-    state.apply(changes, upto)?;
+    let stored = config.record().and_then(|record| {
+        let mut snapshot = chunks::open(shadow, &record)?;
+        let ids = (mark.build_id.clone(), mark.lineage, mark.seq);
+        LiveState::from_payload(&mut snapshot, meta, ids)
+    });
+    let mut state = match stored {
+        Ok(mut state) => {
+            state.verified_cookie = mark.verified_cookie;
+            for index in state.indexes_mut() {
+                params::apply(index, &meta.params.faiss)?;
+            }
+            let changes = table.log().changes(meta, mark.seq, upto)?;
+            state.apply(changes, upto)?;
+            state
+        }
+        Err(refused) if refused.kind() == Kind::Corrupt => {
+            rebuild_in_place_of(table, &mark, upto, refused.message())?
+        }
+        Err(e) => return Err(e.in_table(table.name())),
+    };
     verify_rowids(table, &mut state)?;
+    Ok(state)
+}
+
+/// The index rebuilt from the content table where the stored snapshot was refused (`why`,
+/// see `builder::build_stand_in`), positioned as the snapshot plus the change log up to `upto`,
+/// so syncing goes on from there. Nothing is written.
+fn rebuild_in_place_of(
+    table: &LiveTable,
+    mark: &SnapshotMark,
+    upto: i64,
+    why: &str,
+) -> Result<LiveState> {
+    let origin = builder::Origin::at(mark.lineage, upto);
+    let mut state = builder::build_stand_in(table, origin).map_err(|e| {
+        e.context(format!(
+            "the stored snapshot was refused ({why}) and rebuilding it from the content table \
+             failed"
+        ))
+        .in_table(table.name())
+    })?;
+    state.build_id = mark.build_id.clone();
+    state.set_snapshot_seq(mark.seq);
+    if table.meta().key == KeyShape::UnstableRowid {
+        state.verified_cookie = table.conn().schema_version(table.schema(), None)?;
+    }
+    state.set_refused(Some(why.to_string()));
     Ok(state)
 }
 

@@ -244,7 +244,9 @@ fn search(
     };
     // An nprobe alone travels inside the search's own parameters, under the shared lock.
     let nprobe = query.params.nprobe_only().filter(|_| part.index.is_ivf());
-    let mut hits = if query.params.faiss.is_empty() || nprobe.is_some() {
+    // An exact stand-in for a refused snapshot (`persist::load`) takes no FAISS parameters.
+    let exact_stand_in = state.get().is_stand_in();
+    let mut hits = if query.params.faiss.is_empty() || nprobe.is_some() || exact_stand_in {
         search.candidates(state.get(), part, nprobe)?
     } else {
         let Some(s) = state.get_mut() else {

@@ -112,6 +112,8 @@ pub(crate) struct Listed {
     pub(crate) pending: i64,
     pub(crate) dead: usize,
     pub(crate) loads: u64,
+    /// Why the stored snapshot was refused, when the index was rebuilt in its place.
+    pub(crate) refused: Option<String>,
 }
 
 /// Every `faiss` table index this process holds.
@@ -131,6 +133,7 @@ pub(crate) fn list() -> Vec<Listed> {
                 pending: s.applied_seq.saturating_sub(s.snapshot_seq()),
                 dead: s.dead_count(),
                 loads: entry.loads.load(Ordering::Relaxed),
+                refused: s.refused(),
             })
         })
         .collect()

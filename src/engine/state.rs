@@ -161,6 +161,9 @@ pub(crate) struct LiveState {
     pub(crate) verified_cookie: i64,
     /// Changes when the state changes, so connections can tell their checks are current.
     pub(crate) generation: u64,
+    /// Why the stored snapshot was refused, when this state was rebuilt from the content table
+    /// instead (`persist::load`); cleared once this state is saved.
+    refused: Option<String>,
 }
 
 impl LiveState {
@@ -185,6 +188,7 @@ impl LiveState {
             lineage,
             verified_cookie: -1,
             generation: next_generation(),
+            refused: None,
         }
     }
 
@@ -292,6 +296,21 @@ impl LiveState {
     /// Record that the stored snapshot now reflects the log up to `seq`.
     pub(crate) fn set_snapshot_seq(&self, seq: i64) {
         self.snapshot_seq.store(seq, Ordering::Relaxed);
+    }
+
+    /// Why the stored snapshot was refused, if this state stands in for it.
+    pub(crate) fn refused(&self) -> Option<String> {
+        self.refused.clone()
+    }
+
+    /// True for the exact index that stands in for a refused snapshot.
+    pub(crate) fn is_stand_in(&self) -> bool {
+        self.refused.is_some()
+    }
+
+    /// Mark this state as standing in for a refused snapshot, and why.
+    pub(crate) fn set_refused(&mut self, why: Option<String>) {
+        self.refused = why;
     }
 
     /// Approximate memory held: each FAISS index scaled from its last serialized size (for the

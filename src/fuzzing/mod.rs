@@ -12,15 +12,18 @@
 //! | [`vector_codec`] | float32 blobs and JSON text in, blobs and JSON out: round trips are bit-identical, and the JSON reader agrees with `serde_json` |
 //! | [`json_output`] | Python-`repr` floats, ids and `ensure_ascii` strings: strict JSON that reads back to the same values |
 //! | [`vtab_options`] | `CREATE VIRTUAL TABLE … USING faiss(…)` arguments, search parameters, and the config round trip |
-//! | [`snapshot`] | the stored snapshot: chunk/length/checksum verification (through SQLite), the payload header, and the slot table |
+//! | [`snapshot`] | the stored snapshot: chunk/length/checksum/seal verification (through SQLite), the payload header, the slot table, and forged snapshots through the whole loader of a table |
 //!
 //! **What of the snapshot loader FAISS sees.** `LiveState::from_payload` hands the FAISS part of
-//! a checksum-verified payload to `read_index`, which trusts its input (SECURITY.md, forged
-//! files). Fuzzing that reader would only find FAISS's known memory-safety issues, so the
-//! entry point never gives it fuzzed bytes: arbitrary payloads have the four bytes FAISS reads
-//! first (its type tag) replaced by a tag it does not know, so `read_index` throws after reading
-//! that tag; payloads that get past `read_index` carry a FAISS serialization vekter wrote itself,
-//! with a fuzzed header, slot table and metadata around it.
+//! a verified payload to `read_index`, which trusts its input; vekter's defence is that it only
+//! verifies bytes sealed with this process's key (SECURITY.md). The snapshot target checks
+//! exactly that: its mode 4 forges snapshots past the checksum (arbitrary bytes, or a real
+//! table's snapshot with bytes written over it; no seal, another key's, or the honest one's)
+//! and asserts that loading never calls FAISS's reader on them and answers exactly from the
+//! stand-in built from the content table. Fuzzing `read_index` itself on bytes sealed with the
+//! key would only find FAISS's known memory-safety issues, so the other modes give it fuzzed
+//! bytes stopped at their type tag, or a FAISS serialization vekter wrote itself with a fuzzed
+//! header, slot table and metadata around it.
 //!
 //! The snapshot target needs SQLite: a harness links a SQLite library, registers
 //! [`capture_api`] with that library's `sqlite3_auto_extension` and opens one connection, which

@@ -1,19 +1,23 @@
 //! The `snapshot` target: the stored snapshot's verification (through SQLite), its payload
-//! header and slot table, around FAISS serializations vekter wrote itself.
+//! header and slot table, around FAISS serializations vekter wrote itself; and forged snapshots
+//! (mode 4), which must never reach FAISS's reader.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::raw::{c_char, c_int};
 
-use crate::engine::config::{Config, Key};
+use crate::engine::config::{Config, Key, SnapshotMark};
 use crate::engine::key::{KeyPart, KeyShape, RowKey};
 use crate::engine::shadow::Shadow;
 use crate::engine::snapshot::checksum::checksum;
 use crate::engine::snapshot::chunks::{self, CHUNK_BYTES};
+use crate::engine::snapshot::seal::{self, SealKey};
 use crate::engine::snapshot::{self, Bytes, PartImage, Source, DEAD_SLOT};
 use crate::engine::state::LiveState;
 use crate::engine::Meta;
+use crate::engine::{builder, persist, LiveTable};
 use crate::error::Result;
+use crate::index::FAISS_READS;
 use crate::index::{Index, Metric};
 use crate::sqlite::api::call;
 use crate::sqlite::Conn;
@@ -73,9 +77,12 @@ fn db() -> Conn {
             Shadow::new(conn, "main", STORES[0])
                 .create_tables(&KeyShape::Rowid)
                 .expect("shadow tables");
+            // Seals in this harness use a fixed key, not the user's (`seal`).
+            seal::use_key([0x17; 32]);
             for sql in [
                 "CREATE TABLE fy_config (key, value)",
                 "CREATE TABLE fy_chunks (chunk, data)",
+                "CREATE TABLE docs (id INTEGER PRIMARY KEY, embedding BLOB)",
             ] {
                 conn.execute(sql).expect("loose tables");
             }
@@ -110,13 +117,120 @@ const META_KEYS: [(Key, &str); 9] = [
 ///   partition values, slot tables, vector hashes and key table built from the input around
 ///   FAISS serializations vekter wrote, then damaged in one way the input picks. A well-formed
 ///   one must load and encode back to itself; anything accepted must be consistent.
+/// - `4`: forged, past the checksum: a table's honest snapshot, or bytes from the input, with
+///   bytes from the input written over it, stored with the right checksum (as anyone who can
+///   write the file can) and no seal, a seal of another key, or the honest snapshot's seal.
+///   Loading it (`persist::load`, as a search does) must never call FAISS's reader on changed
+///   bytes, and must answer exactly from the stand-in built from the content table; the honest
+///   snapshot, sealed, must load as it is.
 pub fn snapshot(data: &[u8]) {
     let mut input = Input { data };
-    match input.u8() % 4 {
+    match input.u8() % 5 {
         0 => snapshot_store(&mut input),
         1 => snapshot_payload(&mut input),
         2 => snapshot_trusted(&mut input),
-        _ => snapshot_v2(&mut input),
+        3 => snapshot_v2(&mut input),
+        _ => snapshot_forged(&mut input),
+    }
+}
+
+/// See [`snapshot`], mode 4.
+fn snapshot_forged(input: &mut Input) {
+    let conn = db();
+    let dim = 1 + input.u8() as usize % 4;
+    let rows = input.u8() as usize % 24;
+    // Metrics under which a row is at distance 0 from itself.
+    let metric = [Metric::L2, Metric::Cosine][input.u8() as usize % 2];
+    conn.execute("DELETE FROM docs").expect("clear content");
+    conn.execute("DELETE FROM fz_changes").expect("clear log");
+    let mut vectors = Vec::with_capacity(rows);
+    let mut insert = conn
+        .prepare("INSERT INTO docs (id, embedding) VALUES (?1, ?2)")
+        .expect("insert row");
+    for i in 0..rows {
+        // Never 0: every vector has a direction (cosine).
+        let v: Vec<f32> = (0..dim)
+            .map(|_| (input.u8() as f32 - 127.5) / 16.0)
+            .collect();
+        insert.bind_i64(1, i as i64 + 1).expect("bind");
+        insert.bind_blob(2, bytemuck::cast_slice(&v)).expect("bind");
+        while insert.step().expect("insert") {}
+        insert.reset();
+        vectors.push(v);
+    }
+    drop(insert);
+    let meta = shaped_meta(dim, metric, KeyShape::Rowid, false);
+    let table = LiveTable::with_meta(conn, "main", STORES[0], meta);
+    let honest = builder::build(&table, builder::Origin::FIRST)
+        .expect("build")
+        .to_payload()
+        .expect("serialize");
+
+    let how = input.u8();
+    let mut forged = if how & 1 == 0 {
+        honest.clone()
+    } else {
+        input.chunk().to_vec()
+    };
+    for _ in 0..(how >> 1) % 8 {
+        let at = u16::from_le_bytes([input.u8(), input.u8()]) as usize;
+        let value = input.chunk();
+        if forged.is_empty() {
+            break;
+        }
+        let at = at % forged.len();
+        let n = value.len().min(forged.len() - at);
+        forged[at..at + n].copy_from_slice(&value[..n]);
+    }
+    let shadow = &Shadow::new(conn, "main", STORES[0]);
+    let mut record = chunks::write(shadow, &forged).expect("write snapshot");
+    let key = seal::key();
+    let genuine = forged == honest;
+    match (input.u8() % 4, genuine) {
+        (0, true) => {}
+        (1, _) => (record.seal, record.key_id) = (String::new(), String::new()),
+        (2, _) => {
+            let other = SealKey::new([0x5a; 32], seal::Source::Env);
+            (record.seal, record.key_id) = (other.seal(&forged), other.id.clone());
+        }
+        _ => (record.seal, record.key_id) = (key.seal(&honest), key.id.clone()),
+    }
+    let sealed = genuine && record.seal == key.seal(&honest);
+    let mark = SnapshotMark {
+        seq: 0,
+        build_id: "fz".to_string(),
+        lineage: 1,
+        verified_cookie: -1,
+    };
+    let mut pairs = table.meta().to_config();
+    pairs.extend(record.pairs());
+    pairs.extend(mark.pairs());
+    conn.execute("DELETE FROM fz_config").expect("clear config");
+    Config::write(shadow, &pairs).expect("write config");
+
+    let reads = FAISS_READS.with(|n| n.get());
+    let state = persist::load(&table)
+        .unwrap_or_else(|e| panic!("a sound table with a forged snapshot does not open: {e}"));
+    if sealed {
+        assert!(
+            !state.is_stand_in(),
+            "the honest, sealed snapshot was refused"
+        );
+    } else {
+        assert_eq!(
+            FAISS_READS.with(|n| n.get()),
+            reads,
+            "forged bytes reached FAISS's reader"
+        );
+        assert!(state.is_stand_in(), "a forged snapshot was loaded");
+    }
+    // Exact answers either way: each of the first rows finds itself first, at distance 0.
+    let part = state.part(None).expect("one part");
+    assert_eq!(part.index.ntotal(), rows);
+    for v in vectors.iter().take(3) {
+        let hits = part.index.search(v, rows).expect("search");
+        assert_eq!(hits.len(), rows);
+        assert!(hits[0].distance.abs() < 1e-3, "{:?}", hits[0]);
     }
 }
 
@@ -229,6 +343,21 @@ fn snapshot_store(input: &mut Input) {
         set.reset();
     }
     drop(set);
+    // The seal is right (mode 4 forges it): what is fuzzed here is the storage around it.
+    let key = seal::key();
+    for (k, v) in [
+        (Key::SnapshotSeal, key.seal(&all)),
+        (Key::SnapshotKeyId, key.id.clone()),
+    ] {
+        let mut stmt = conn
+            .prepare(&format!(
+                "INSERT INTO {name}_config (key, value) VALUES (?1, ?2)"
+            ))
+            .expect("insert seal");
+        stmt.bind_text(1, k.name()).expect("bind");
+        stmt.bind_text(2, &v).expect("bind");
+        let _ = stmt.step();
+    }
 
     let config = Config::read(&shadow).expect("config reads");
     let result = read_whole(&shadow, &config);

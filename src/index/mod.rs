@@ -2,6 +2,8 @@
 //! precondition FAISS would `abort()` on (dimension, k, empty index) is checked here first.
 
 mod io;
+#[cfg(feature = "fuzzing")]
+pub(crate) use io::FAISS_READS;
 mod selector;
 
 use std::ffi::{CStr, CString};

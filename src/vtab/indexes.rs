@@ -111,11 +111,14 @@ impl Cursor for IndexesCursor {
                 Output::Integer(l.pending),
                 Output::Integer(l.dead as i64),
                 Output::Integer(l.loads as i64),
-                text(if l.meta.is_some() {
-                    "live"
-                } else {
-                    "exact, from table"
-                }),
+                match (&l.meta, &l.refused) {
+                    (_, Some(why)) => text(&format!(
+                        "stand-in: an exact index built in memory from the content table, \
+                         because {why}"
+                    )),
+                    (Some(_), None) => text("live"),
+                    (None, None) => text("exact, from table"),
+                },
             ]);
             rows.push(row);
         }

@@ -9,7 +9,8 @@ INSERT INTO docs VALUES
 CREATE VIRTUAL TABLE docs_idx USING faiss(content = docs, id = title);
 -- shadow tables and sync triggers
 SELECT type, name FROM sqlite_master WHERE name LIKE 'docs_idx%' ORDER BY type, name;
-SELECT key, value FROM docs_idx_config WHERE key NOT IN ('build_id', 'snapshot_checksum') ORDER BY key;
+SELECT key, value FROM docs_idx_config WHERE key NOT IN ('build_id', 'snapshot_checksum', 'snapshot_seal', 'snapshot_key') ORDER BY key;
+SELECT length(value) FROM docs_idx_config WHERE key = 'snapshot_seal';
 -- hidden-column and table-valued forms, nearest first
 SELECT rowid, id, distance FROM docs_idx WHERE query = '[0.9, 0]' AND k = 3;
 SELECT rowid, id, distance FROM docs_idx(faiss_encode('[0.9, 0]'), 2);

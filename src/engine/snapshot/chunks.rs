@@ -8,6 +8,7 @@ use crate::sqlite::{Blob, Cell, Conn};
 use super::super::config::SnapshotRecord;
 use super::super::shadow::{Shadow, ShadowTable};
 use super::checksum::{checksum, Checksum};
+use super::seal;
 use super::Source;
 
 /// Snapshot chunk size: far below SQLite's 1 GB blob limit, large enough to keep rows few.
@@ -33,21 +34,30 @@ pub(crate) fn write(shadow: &Shadow, payload: &[u8]) -> Result<SnapshotRecord> {
         stmt.reset();
         chunks += 1;
     }
+    let key = seal::key();
     Ok(SnapshotRecord {
         bytes: payload.len(),
         chunks,
         checksum: hex(checksum(payload)),
+        seal: key.seal(payload),
+        key_id: key.id.clone(),
     })
 }
 
 /// The stored snapshot, verified against `record`, for reading piece by piece: loading a
 /// 500 MB index then needs no 500 MB buffer beside the one FAISS fills. Reads afterwards run in
 /// the caller's read transaction, so they see the verified bytes.
+///
+/// Verified means: the chunks are the ones written (sequence, lengths, checksum), and the seal
+/// is this process's key's MAC of them (`seal`), so a holder of the key wrote them. Anything
+/// else is refused as `Corrupt` before a byte is handed out.
 pub(crate) fn open(shadow: &Shadow, record: &SnapshotRecord) -> Result<StoredSnapshot> {
     let SnapshotRecord {
         bytes: want_bytes,
         chunks: want_chunks,
         checksum: want_sum,
+        seal: want_seal,
+        key_id,
     } = record;
     let (want_bytes, want_chunks) = (*want_bytes, *want_chunks);
     if want_bytes.div_ceil(CHUNK_BYTES) as i64 != want_chunks {
@@ -61,18 +71,48 @@ pub(crate) fn open(shadow: &Shadow, record: &SnapshotRecord) -> Result<StoredSna
         len: want_bytes,
         blob: None,
     };
+    let key = seal::key();
+    if want_seal.is_empty() {
+        bail!(Corrupt:
+            "the stored snapshot has no seal (it was written by an earlier vekter, or by \
+             another program), so it is not loaded"
+        );
+    }
+    if key_id != &key.id {
+        bail!(Corrupt:
+            "the stored snapshot was sealed with key {}, and this process holds {}: it was \
+             built by another machine or user, so it is not loaded (to vouch for that \
+             machine's files, use its key: VEKTER_KEY_FILE or VEKTER_KEY, see SECURITY.md)",
+            short(key_id),
+            key.describe()
+        );
+    }
     let mut sum = Checksum::new(want_bytes);
+    let mut mac = key.sealer(want_bytes);
     let mut buf = vec![0u8; CHUNK_BYTES.min(want_bytes)];
     for (i, at) in (0..want_bytes).step_by(CHUNK_BYTES).enumerate() {
         let piece = &mut buf[..CHUNK_BYTES.min(want_bytes - at)];
         snapshot.read_chunk(i as i64, 0, piece)?;
         sum.update(piece);
+        mac.update(piece);
     }
     let sum = hex(sum.finish());
     if &sum != want_sum {
         bail!(Corrupt: "snapshot checksum {sum} does not match the recorded {want_sum}");
     }
+    if !seal::matches(&mac.finish(), want_seal) {
+        bail!(Corrupt:
+            "the stored snapshot's seal does not verify with {}: its bytes were changed after \
+             it was sealed, so it is not loaded",
+            key.describe()
+        );
+    }
     Ok(snapshot)
+}
+
+/// A key id as a message shows it: at most its first 16 characters.
+fn short(id: &str) -> String {
+    id.chars().take(16).collect()
 }
 
 /// The chunks' numbers, types and `length()`s (SQLite answers `length()` of a BLOB without

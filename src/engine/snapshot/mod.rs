@@ -1,5 +1,5 @@
 //! The stored snapshot of a `faiss` table: its payload format (this file), its chunked storage
-//! in `<name>_chunks` (`chunks`) and its checksum (`checksum`).
+//! in `<name>_chunks` (`chunks`), its checksum (`checksum`) and its seal (`seal`).
 //!
 //! Version 1, for an unpartitioned table keyed by its INTEGER PRIMARY KEY (little-endian):
 //!
@@ -24,6 +24,7 @@
 
 pub(crate) mod checksum;
 pub(crate) mod chunks;
+pub(crate) mod seal;
 
 use crate::error::{Error, Kind, Result};
 use crate::index::{Index, Metric};
