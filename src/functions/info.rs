@@ -21,6 +21,7 @@ pub(crate) fn debug(_: &Context, _: &[ValueRef]) -> Result<Output> {
             .into_owned()
     };
     let stats = &plain::STATS;
+    let verified = crate::engine::snapshot::chunks::LAST_VERIFY.get();
     let info = serde_json::json!({
         "vekter": env!("CARGO_PKG_VERSION"),
         "faiss": faiss_version(),
@@ -31,6 +32,14 @@ pub(crate) fn debug(_: &Context, _: &[ValueRef]) -> Result<Output> {
             "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
             "arch": std::env::consts::ARCH,
             "os": std::env::consts::OS,
+        },
+        "snapshots": {
+            "key": crate::engine::snapshot::seal::key().describe(),
+            "last_verified": {
+                "bytes": verified.0,
+                "ms": verified.1 as f64 / 1000.0,
+                "seal_ms": verified.2 as f64 / 1000.0,
+            },
         },
         "registry": {
             "table_indexes": plain::count(),

@@ -237,3 +237,33 @@ def test_unsealed_snapshot_from_an_earlier_vekter(tmp_path):
     got = probe(path, "")
     assert "has no seal" in got["state"], got
     assert [i for (i,) in got["hits"]] == exact_ids(path, "")
+
+
+def test_a_snapshot_of_several_chunks_loads_and_its_forgery_does_not(tmp_path):
+    """12,000 x 128-d (6 MB, two 4 MiB chunks): read, summed and sealed in one pass; a byte
+    changed in the second chunk is caught."""
+    path = tmp_path / "big.db"
+    conn = connect(path, isolation_level=None)
+    data = np.random.default_rng(8).normal(size=(12_000, 128)).astype(np.float32)
+    conn.execute("create table docs (id integer primary key, embedding blob)")
+    conn.executemany("insert into docs values (?, ?)", [(i, v.tobytes()) for i, v in enumerate(data)])
+    conn.execute("create virtual table idx using faiss(content = docs)")
+    assert conn.execute("select count(*) from idx_chunks").fetchone()[0] == 2
+    code = f"""
+import json, sqlite3, sys
+c = sqlite3.connect({str(path)!r})
+c.enable_load_extension(True)
+c.load_extension({LIB.removesuffix(".so")!r})
+hit = c.execute("select rowid from idx where query = (select embedding from docs where id = 11999) and k = 1").fetchall()
+state = c.execute("select state from faiss_indexes").fetchone()[0]
+verified = json.loads(c.execute("select vekter_debug()").fetchone()[0])["snapshots"]["last_verified"]
+print(json.dumps([hit, state, verified["bytes"]]))
+"""
+    run = lambda: json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    hit, state, verified = run()
+    assert hit == [[11999]] and state == "live" and verified > 4 << 20
+    original = payload(conn)
+    changed = original[: 5 << 20] + bytes([original[5 << 20] ^ 1]) + original[(5 << 20) + 1 :]
+    forge(conn, changed, 0)
+    hit, state, _ = run()
+    assert hit == [[11999]] and state.startswith("stand-in") and "does not verify" in state

@@ -2,7 +2,11 @@
 //! limit), and the verified reader that loading goes through. Nothing is handed out before the
 //! chunk sequence, every length and the checksum agree with what `config` recorded.
 
-use crate::error::{bail, Error, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant};
+
+use crate::error::{bail, Error, Kind, Result};
 use crate::sqlite::{Blob, Cell, Conn};
 
 use super::super::config::SnapshotRecord;
@@ -87,15 +91,8 @@ pub(crate) fn open(shadow: &Shadow, record: &SnapshotRecord) -> Result<StoredSna
             key.describe()
         );
     }
-    let mut sum = Checksum::new(want_bytes);
-    let mut mac = key.sealer(want_bytes);
-    let mut buf = vec![0u8; CHUNK_BYTES.min(want_bytes)];
-    for (i, at) in (0..want_bytes).step_by(CHUNK_BYTES).enumerate() {
-        let piece = &mut buf[..CHUNK_BYTES.min(want_bytes - at)];
-        snapshot.read_chunk(i as i64, 0, piece)?;
-        sum.update(piece);
-        mac.update(piece);
-    }
+    let started = Instant::now();
+    let (sum, mac, sealing) = read_and_sum(&mut snapshot, want_bytes, key)?;
     let sum = hex(sum.finish());
     if &sum != want_sum {
         bail!(Corrupt: "snapshot checksum {sum} does not match the recorded {want_sum}");
@@ -107,7 +104,91 @@ pub(crate) fn open(shadow: &Shadow, record: &SnapshotRecord) -> Result<StoredSna
             key.describe()
         );
     }
+    LAST_VERIFY.record(want_bytes, started.elapsed(), sealing);
     Ok(snapshot)
+}
+
+/// Read every chunk of `snapshot` once, summing and sealing it: the reads (on this thread, the
+/// connection's) overlap with the hashing (on a helper thread), two 4 MiB buffers taking
+/// turns, so checking a large snapshot costs about what reading it costs. Returns the checksum,
+/// the seal and the time spent sealing.
+fn read_and_sum(
+    snapshot: &mut StoredSnapshot,
+    len: usize,
+    key: &seal::SealKey,
+) -> Result<(Checksum, seal::Sealer, Duration)> {
+    let mut sum = Checksum::new(len);
+    let mut mac = key.sealer(len);
+    let mut sealing = Duration::ZERO;
+    let (to_hash, hash_rx) = sync_channel::<Vec<u8>>(1);
+    let (to_read, read_rx) = sync_channel::<Vec<u8>>(2);
+    for _ in 0..2 {
+        let _ = to_read.send(vec![0u8; CHUNK_BYTES.min(len)]);
+    }
+    let hashed = std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| {
+            for piece in hash_rx {
+                sum.update(&piece);
+                let t = Instant::now();
+                mac.update(&piece);
+                sealing += t.elapsed();
+                // The reader may have stopped (an error): then nobody needs the buffer.
+                let _ = to_read.send(piece);
+            }
+        });
+        // Owns the sending end, so it closes even if reading panics: the helper then ends.
+        let read = (move || {
+            for (i, at) in (0..len).step_by(CHUNK_BYTES).enumerate() {
+                let Ok(mut buf) = read_rx.recv() else {
+                    bail!(Internal: "the snapshot checker stopped");
+                };
+                buf.resize(CHUNK_BYTES.min(len - at), 0);
+                snapshot.read_chunk(i as i64, 0, &mut buf)?;
+                if to_hash.send(buf).is_err() {
+                    bail!(Internal: "the snapshot checker stopped");
+                }
+            }
+            Ok(())
+        })();
+        let joined = hasher.join();
+        read.and_then(|()| {
+            joined.map_err(|_| Error::of(Kind::Internal, "the snapshot checker panicked"))
+        })
+    });
+    hashed.map(|()| (sum, mac, sealing))
+}
+
+/// The last snapshot this process verified: its size, how long reading and checking it took,
+/// and how much of that was the seal (`vekter_debug()`, and the load figures of `make bench`).
+pub(crate) static LAST_VERIFY: LastVerify = LastVerify {
+    bytes: AtomicU64::new(0),
+    micros: AtomicU64::new(0),
+    seal_micros: AtomicU64::new(0),
+};
+
+pub(crate) struct LastVerify {
+    bytes: AtomicU64,
+    micros: AtomicU64,
+    seal_micros: AtomicU64,
+}
+
+impl LastVerify {
+    fn record(&self, bytes: usize, took: Duration, sealing: Duration) {
+        self.bytes.store(bytes as u64, Ordering::Relaxed);
+        self.micros
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+        self.seal_micros
+            .store(sealing.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// (bytes, microseconds in all, microseconds of them on the seal) of the last verification.
+    pub(crate) fn get(&self) -> (u64, u64, u64) {
+        (
+            self.bytes.load(Ordering::Relaxed),
+            self.micros.load(Ordering::Relaxed),
+            self.seal_micros.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// A key id as a message shows it: at most its first 16 characters.
