@@ -3,7 +3,9 @@
     python reopen_vekter.py DB_PATH VEKTER_LIB TABLE QUERY_F32
 
 Prints one JSON line: seconds to connect and load the extension ("load"), for the first query
-("first") and a second one ("second"), and the first query's ids ("ids", 0-based)."""
+("first") and a second one ("second"), the first query's ids ("ids", 0-based), and from
+vekter_debug() the seconds the first query spent reading and checking the stored snapshot
+("check": chunks, lengths, checksum, seal) and, of those, hashing its seal ("seal")."""
 import json
 import sqlite3
 import sys
@@ -21,4 +23,6 @@ ids = [r[0] - 1 for r in c.execute(f"select rowid from {table} where query = ? a
 t2 = time.perf_counter()
 c.execute(f"select rowid from {table} where query = ? and k = 10", [q]).fetchall()
 t3 = time.perf_counter()
-print(json.dumps({"load": t1 - t0, "first": t2 - t1, "second": t3 - t2, "ids": ids}))
+verified = json.loads(c.execute("select vekter_debug()").fetchone()[0]).get("snapshots", {}).get("last_verified", {})
+print(json.dumps({"load": t1 - t0, "first": t2 - t1, "second": t3 - t2, "ids": ids,
+                  "check": verified.get("ms", 0) / 1e3, "seal": verified.get("seal_ms", 0) / 1e3}))

@@ -34,7 +34,8 @@ def bench_reopen(cfg, work, env, ann):
             runs["faiss"].append(run_child(raw))
         case = {}
         for who, rs in runs.items():
-            case[who] = {k: statistics.median(r[k] for r in rs) for k in ("load", "first", "second", "wall")}
+            keys = ("load", "first", "second", "wall") + (("check", "seal") if who == "vekter" else ())
+            case[who] = {k: statistics.median(r[k] for r in rs) for k in keys}
         case["same_ids"] = runs["vekter"][0]["ids"] == runs["faiss"][0]["ids"]
         if name == "flat_big":
             case["vekter_file_mb"], case["faiss_file_mb"] = big["db_mb"], big["faiss_mb"]
@@ -43,6 +44,7 @@ def bench_reopen(cfg, work, env, ann):
             case["faiss_file_mb"] = ann["files_mb"][f"ann_{name}.faissindex"]
         out["cases"][name] = case
         log(f"  {name}: vekter open+first query {fmt_ms(case['vekter']['first'] * 1e3)} ms "
+            f"(check {fmt_ms(case['vekter']['check'] * 1e3)} ms, seal {fmt_ms(case['vekter']['seal'] * 1e3)} ms) "
             f"(process {fmt_ms(case['vekter']['wall'] * 1e3)} ms); faiss.read_index+search "
             f"{fmt_ms(case['faiss']['first'] * 1e3)} ms (process {fmt_ms(case['faiss']['wall'] * 1e3)} ms)")
     if big:
