@@ -150,9 +150,17 @@ def vtab_options():
         "equals-in-value": ["content=a=b", "id = = ="],
         "one-quote": ["content='", "column=\""],
         "no-args": [],
+        # Regressions found by `make fuzz`: accepted, but the canonical form stored in the config
+        # (every operation in parentheses) nested too deep to be read back.
+        "regress-where-negations": ["content=t", "where='collection_id = " + "-" * 64 + "1'"],
+        "regress-where-and-chain": ["content=t", "where='" + " AND ".join(["a = 1"] * 70) + "'"],
     }
     for name, args in cases.items():
         write("vtab_options", name, b"\x00".join(a.encode() for a in args))
+    # The fuzzer's own input, byte for byte.
+    write("vtab_options", "regress-where-nests-deeper-once-stored",
+          b"content=embedd" + b"\xff" * 81 + b"rerank=" + b"\xff" * 6 + b"ings\x00where='collection_id = "
+          + b"-" * 56 + b"1'\x00partition=collection_id")
 
 
 def snapshot():

@@ -41,7 +41,21 @@ pub(crate) struct Predicate {
 impl Predicate {
     /// Parse `text`; the error says what is accepted.
     pub(crate) fn parse(text: &str) -> Result<Predicate> {
-        Self::parse_text(text).map_err(|e| e.context(format_args!("where = '{}'", shown(text))))
+        let checked = Self::parse_text(text).and_then(|p| {
+            // What is stored is the canonical form (every operation in parentheses), parsed
+            // again at every load: it must parse too (`a AND b AND …` nests one level per AND
+            // once written out).
+            let canonical = p.sql(None);
+            match Self::parse_text(&canonical) {
+                Ok(_) => Ok(p),
+                Err(e) => bail!(
+                    "written out with every operation in parentheses, as it is stored, {}: \
+                     simplify it",
+                    e.message()
+                ),
+            }
+        });
+        checked.map_err(|e| e.context(format_args!("where = '{}'", shown(text))))
     }
 
     fn parse_text(text: &str) -> Result<Predicate> {
@@ -489,6 +503,20 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_accepted_reads_back_once_written_out() {
+        // Found by the vtab_options fuzz target: accepted, but its stored form nested too deep.
+        let negations = format!("collection_id = {}1", "-".repeat(40));
+        let chain = ["a = 1"; 70].join(" AND ");
+        for text in [negations.as_str(), chain.as_str()] {
+            let e = Predicate::parse(text).unwrap_err();
+            assert!(e.message().contains("as it is stored"), "{e}");
+        }
+        let fine = ["a = 1"; 30].join(" AND ");
+        let p = Predicate::parse(&fine).unwrap();
+        assert_eq!(Predicate::parse(&p.sql(None)).unwrap(), p);
+    }
 
     #[test]
     fn accepted_predicates_come_back_as_canonical_sql() {
