@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use crate::error::{bail, Error, Result};
 use crate::index::Index;
+use crate::sqlite::{quote_ident, Cell};
 
 use super::config::{Config, Key};
 use super::content::Rejected;
@@ -48,6 +49,16 @@ impl Origin {
 
 /// A new index of a new lineage from every content row. It only reads: the caller saves it.
 pub(crate) fn build(table: &LiveTable, origin: Origin) -> Result<LiveState> {
+    train_and_fill(table, origin, Rows::AllIndexable)
+}
+
+/// As [`build`], leaving out rows that cannot be indexed: `optimize` of a table searched
+/// through a stand-in, which must store the table's own index again.
+pub(crate) fn build_skipping_unindexable(table: &LiveTable, origin: Origin) -> Result<LiveState> {
+    train_and_fill(table, origin, Rows::SkipUnindexable)
+}
+
+fn train_and_fill(table: &LiveTable, origin: Origin, policy: Rows) -> Result<LiveState> {
     let meta = table.meta();
     let mut index = Index::new(&meta.factory, meta.dim, meta.metric)?;
     if !index.is_trained() {
@@ -65,7 +76,7 @@ pub(crate) fn build(table: &LiveTable, origin: Origin) -> Result<LiveState> {
             .train(&sample)
             .map_err(|e| e.context(format!("training '{}' on {n} vectors", meta.factory)))?;
     }
-    fill(table, index, origin, Rows::AllIndexable, true)
+    fill(table, index, origin, policy, true)
 }
 
 /// The index that stands in for a refused stored snapshot (`persist::load`): an exact `Flat`
@@ -76,9 +87,29 @@ pub(crate) fn build(table: &LiveTable, origin: Origin) -> Result<LiveState> {
 /// own index again.
 pub(crate) fn build_stand_in(table: &LiveTable, origin: Origin) -> Result<LiveState> {
     let meta = table.meta();
+    // The file chose the content table: it must be an ordinary table of the shape the index
+    // was made for (a view could yield rows without end), and the vectors it yields can be no
+    // larger than the database file that stores them.
+    let (schema, conn) = (table.schema(), table.conn());
+    let (shape, _) = super::content::key_shape(conn, schema, &meta.content)?;
+    if shape != meta.key {
+        bail!(Corrupt:
+            "content table '{}' is not keyed as the index was made for",
+            meta.content
+        );
+    }
+    let page = |pragma: &str| -> Result<usize> {
+        let mut stmt = conn.prepare(&format!("PRAGMA {}.{pragma}", quote_ident(schema)))?;
+        stmt.step()?;
+        Ok(match stmt.cell(0) {
+            Cell::Integer(n) => usize::try_from(n).unwrap_or(0),
+            _ => 0,
+        })
+    };
+    let max_bytes = page("page_count")?.saturating_mul(page("page_size")?);
     let index = Index::new("Flat", meta.dim, meta.metric)?;
     // The table's default parameters are for its own factory (efSearch, nprobe): not set here.
-    fill(table, index, origin, Rows::SkipUnindexable, false)
+    fill(table, index, origin, Rows::StandIn { max_bytes }, false)
 }
 
 /// A new lineage from `empty` (a trained index with no vectors, see `Index::empty_copy`)
@@ -95,6 +126,8 @@ enum Rows {
     AllIndexable,
     /// Leave it out, as a sync does (`integrity-check` names it): work vekter does on its own.
     SkipUnindexable,
+    /// As `SkipUnindexable`, and stop once the vectors exceed `max_bytes` (the stand-in).
+    StandIn { max_bytes: usize },
 }
 
 /// Add every row the index takes to `index`: the new lineage that `persist::save` then stores.
@@ -111,12 +144,23 @@ fn fill(
     state.applied_seq = origin.seq;
     let content = table.content();
     let (mut rows, mut vectors) = (Vec::new(), Vec::new());
+    let mut added = 0usize;
     content.scan(
         |_| true,
         &mut vectors,
         |found, read, vectors| {
-            if read.is_err() && policy == Rows::SkipUnindexable {
+            if read.is_err() && policy != Rows::AllIndexable {
                 return Ok(());
+            }
+            if let Rows::StandIn { max_bytes } = policy {
+                added = added.saturating_add(meta.dim * std::mem::size_of::<f32>());
+                if added > max_bytes {
+                    bail!(Corrupt:
+                        "content table '{}' yields more vector bytes than the database file \
+                         holds",
+                        meta.content
+                    );
+                }
             }
             read.map_err(|why| {
                 let hint = matches!(why, Rejected::Dimension { .. }).then(|| {

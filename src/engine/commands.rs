@@ -184,7 +184,14 @@ pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
     })?;
     match empty {
         None => Ok(()),
-        Some(None) => rebuild(table, state),
+        Some(None) => {
+            // Retrained and filled as `rebuild` does, rows that cannot be indexed left out as
+            // `optimize` always does.
+            let built = builder::build_skipping_unindexable(table, Origin::next(table)?)?;
+            save(table, &built, built.applied_seq)?;
+            shared::publish(state, table, built);
+            Ok(())
+        }
         Some(Some(empty)) => {
             let compact = builder::compact(table, empty, Origin::next(table)?)?;
             save(table, &compact, seq)?;
@@ -263,6 +270,14 @@ pub(crate) fn integrity_check(table: &LiveTable, state: &ConnState) -> Result<()
     };
     with_current(table, state, false, |current, overlay| {
         let s = current.get();
+        if let Some(why) = s.refused() {
+            let name = quote_ident(table.name());
+            return Err(corrupt(&format!(
+                "the stored snapshot was refused ({why}); searches use an index rebuilt in \
+                 memory from the content table instead (INSERT INTO {name}({name}) VALUES \
+                 ('rebuild') stores a new snapshot)"
+            )));
+        }
         let mut indexed: HashMap<i64, Option<KeyPart>> = s
             .handles()
             .into_iter()

@@ -172,6 +172,16 @@ impl<'a> Content<'a> {
         buf: &mut Vec<f32>,
         mut visit: impl FnMut(Found, Result<(), Rejected>, &mut Vec<f32>) -> Result<()>,
     ) -> Result<()> {
+        // A whole scan of a file's content "table" must end: a view (the file may have put one
+        // in the table's place, say a recursive one) could yield rows without end.
+        if let Some(kind) = object_type(self.conn, self.schema, &self.meta.content)? {
+            if kind != "table" {
+                bail!(Corrupt:
+                    "content '{}' is a {kind}, not a table: the database file was changed",
+                    self.meta.content
+                );
+            }
+        }
         let column = format!("t.{}", quote_ident(&self.meta.column));
         let (select, partition_at) = self.select(&column);
         let vector_at = self.meta.key.width() as i32;

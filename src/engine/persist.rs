@@ -90,7 +90,9 @@ fn rebuild_in_place_of(
     upto: i64,
     why: &str,
 ) -> Result<LiveState> {
-    let origin = builder::Origin::at(mark.lineage, upto);
+    // A log that ends before the snapshot's position (a crafted or recovered file) must not
+    // leave the stand-in behind the mark forever: it reflects the table as it is now anyway.
+    let origin = builder::Origin::at(mark.lineage, upto.max(mark.seq));
     let mut state = builder::build_stand_in(table, origin).map_err(|e| {
         e.context(format!(
             "the stored snapshot was refused ({why}) and rebuilding it from the content table \

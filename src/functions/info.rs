@@ -34,7 +34,10 @@ pub(crate) fn debug(_: &Context, _: &[ValueRef]) -> Result<Output> {
             "os": std::env::consts::OS,
         },
         "snapshots": {
-            "key": crate::engine::snapshot::seal::key().describe(),
+            "key": match crate::engine::snapshot::seal::key() {
+                Ok(key) => key.describe(),
+                Err(why) => format!("none: {why}"),
+            },
             "last_verified": {
                 "bytes": verified.0,
                 "ms": verified.1 as f64 / 1000.0,

@@ -184,7 +184,7 @@ fn snapshot_forged(input: &mut Input) {
     }
     let shadow = &Shadow::new(conn, "main", STORES[0]);
     let mut record = chunks::write(shadow, &forged).expect("write snapshot");
-    let key = seal::key();
+    let key = seal::key().expect("the harness's key");
     let genuine = forged == honest;
     match (input.u8() % 4, genuine) {
         (0, true) => {}
@@ -344,7 +344,7 @@ fn snapshot_store(input: &mut Input) {
     }
     drop(set);
     // The seal is right (mode 4 forges it): what is fuzzed here is the storage around it.
-    let key = seal::key();
+    let key = seal::key().expect("the harness's key");
     for (k, v) in [
         (Key::SnapshotSeal, key.seal(&all)),
         (Key::SnapshotKeyId, key.id.clone()),

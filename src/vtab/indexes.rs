@@ -103,7 +103,11 @@ impl Cursor for IndexesCursor {
         for l in shared::list() {
             let Some(db) = database(&l.key) else { continue };
             let mut row = vec![Output::Text(db), text(&l.key.name)];
-            row.extend(describe(l.meta.as_ref(), &l.key.name));
+            let mut described = describe(l.meta.as_ref(), &l.key.name);
+            if let (Some(m), Some(_)) = (&l.meta, &l.refused) {
+                described[2] = text(&format!("Flat (stand-in for {})", m.factory));
+            }
+            row.extend(described);
             row.extend([
                 Output::Integer(l.dim as i64),
                 Output::Integer(l.ntotal as i64),

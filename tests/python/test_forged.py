@@ -267,3 +267,41 @@ print(json.dumps([hit, state, verified["bytes"]]))
     forge(conn, changed, 0)
     hit, state, _ = run()
     assert hit == [[11999]] and state.startswith("stand-in") and "does not verify" in state
+
+
+def test_a_content_view_without_end_is_refused_not_scanned(tmp_path):
+    """The file puts a recursive view in the content table's place and a snapshot that needs a
+    stand-in: the search fails with a message, in bounded time and memory."""
+    path = tmp_path / "view.db"
+    make(path, "factory = 'HNSW8'", "rowid")
+    c = sqlite3.connect(path, isolation_level=None)
+    c.execute("drop table docs")
+    c.execute(
+        "create view docs as with recursive n(i) as (select 1 union all select i + 1 from n) "
+        "select i as id, i as tenant, zeroblob(32) as embedding from n"
+    )
+    code = f"""
+import sqlite3
+c = sqlite3.connect({str(path)!r})
+c.enable_load_extension(True)
+c.load_extension({LIB.removesuffix(".so")!r})
+for sql in ["select rowid from idx where query = zeroblob(32) and k = 3", "insert into idx(idx) values ('integrity-check')"]:
+    try:
+        c.execute(sql).fetchall()
+        print("no error")
+    except sqlite3.Error as e:
+        print(e)
+"""
+    probe = lambda: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # The sealed snapshot loads; integrity-check's scan of the content refuses the view.
+    run = probe()
+    assert run.returncode == 0, run.stderr
+    search, check = run.stdout.splitlines()
+    assert search == "no error" and "is a view, not a table" in check, run.stdout
+    # With the snapshot refused, the stand-in is not built from the view.
+    c.execute("delete from idx_config where key = 'snapshot_seal'")
+    c.execute("update idx_config set value = 'view' where key = 'build_id'")
+    run = probe()
+    assert run.returncode == 0, run.stderr
+    search, check = run.stdout.splitlines()
+    assert "rebuilding it from the content table failed: content 'docs' is a view" in search, run.stdout

@@ -38,7 +38,12 @@ pub(crate) fn write(shadow: &Shadow, payload: &[u8]) -> Result<SnapshotRecord> {
         stmt.reset();
         chunks += 1;
     }
-    let key = seal::key();
+    let key = seal::key().map_err(|why| {
+        Error::invalid(format!(
+            "cannot seal the index's snapshot: {why}. Set VEKTER_KEY (64 hex digits) or \
+             VEKTER_KEY_FILE (a file of them, mode 600), see SECURITY.md"
+        ))
+    })?;
     Ok(SnapshotRecord {
         bytes: payload.len(),
         chunks,
@@ -75,7 +80,12 @@ pub(crate) fn open(shadow: &Shadow, record: &SnapshotRecord) -> Result<StoredSna
         len: want_bytes,
         blob: None,
     };
-    let key = seal::key();
+    let key = match seal::key() {
+        Ok(key) => key,
+        Err(why) => bail!(Corrupt:
+            "this process has no snapshot key ({why}), so no stored snapshot is loaded"
+        ),
+    };
     if want_seal.is_empty() {
         bail!(Corrupt:
             "the stored snapshot has no seal (it was written by an earlier vekter, or by \
@@ -126,16 +136,23 @@ fn read_and_sum(
         let _ = to_read.send(vec![0u8; CHUNK_BYTES.min(len)]);
     }
     let hashed = std::thread::scope(|scope| {
-        let hasher = scope.spawn(|| {
+        let (sum, mac, sealing) = (&mut sum, &mut mac, &mut sealing);
+        let reader = &mut *snapshot;
+        // Owns its ends of both channels: if it stops (or panics), the reader's next recv ends.
+        let hasher = std::thread::Builder::new().spawn_scoped(scope, move || {
             for piece in hash_rx {
                 sum.update(&piece);
                 let t = Instant::now();
                 mac.update(&piece);
-                sealing += t.elapsed();
+                *sealing += t.elapsed();
                 // The reader may have stopped (an error): then nobody needs the buffer.
                 let _ = to_read.send(piece);
             }
         });
+        // No thread to be had (a process at its limit): hash on this one, below.
+        let Ok(hasher) = hasher else {
+            return Ok(false);
+        };
         // Owns the sending end, so it closes even if reading panics: the helper then ends.
         let read = (move || {
             for (i, at) in (0..len).step_by(CHUNK_BYTES).enumerate() {
@@ -143,7 +160,7 @@ fn read_and_sum(
                     bail!(Internal: "the snapshot checker stopped");
                 };
                 buf.resize(CHUNK_BYTES.min(len - at), 0);
-                snapshot.read_chunk(i as i64, 0, &mut buf)?;
+                reader.read_chunk(i as i64, 0, &mut buf)?;
                 if to_hash.send(buf).is_err() {
                     bail!(Internal: "the snapshot checker stopped");
                 }
@@ -152,10 +169,23 @@ fn read_and_sum(
         })();
         let joined = hasher.join();
         read.and_then(|()| {
-            joined.map_err(|_| Error::of(Kind::Internal, "the snapshot checker panicked"))
+            joined
+                .map(|()| true)
+                .map_err(|_| Error::of(Kind::Internal, "the snapshot checker panicked"))
         })
-    });
-    hashed.map(|()| (sum, mac, sealing))
+    })?;
+    if !hashed {
+        let mut buf = vec![0u8; CHUNK_BYTES.min(len)];
+        for (i, at) in (0..len).step_by(CHUNK_BYTES).enumerate() {
+            let piece = &mut buf[..CHUNK_BYTES.min(len - at)];
+            snapshot.read_chunk(i as i64, 0, piece)?;
+            sum.update(piece);
+            let t = Instant::now();
+            mac.update(piece);
+            sealing += t.elapsed();
+        }
+    }
+    Ok((sum, mac, sealing))
 }
 
 /// The last snapshot this process verified: its size, how long reading and checking it took,

@@ -11,26 +11,39 @@
 //! 2. the file `VEKTER_KEY_FILE` names;
 //! 3. `$XDG_CONFIG_HOME/vekter/snapshot.key`, else `~/.config/vekter/snapshot.key`.
 //!
-//! A key file holds 64 hex digits; one that does not exist is created (mode 0600) with 32
-//! random bytes. Copy it to another machine (or set `VEKTER_KEY` there) to vouch for the files
-//! this one built. When no key can be read or created, the process uses a random key of its
-//! own: its searches work (other processes' snapshots are rebuilt in memory) and what it saves
-//! only it can load.
+//! A key file holds 64 hex digits and must be readable by its owner only (like ssh's keys); the
+//! default one is created (mode 0600) with 32 random bytes when it does not exist. Copy it to
+//! another machine (`install -m 600`), or set `VEKTER_KEY` there, to vouch for the files this
+//! one built. A process that has no usable key loads no stored snapshot (every table is
+//! searched through its stand-in) and cannot save one: creating, rebuilding or optimizing fails
+//! with the reason, rather than storing a snapshot no other process could load.
+//!
+//! Messages name where the key comes from (`VEKTER_KEY`, `VEKTER_KEY_FILE`, the config folder),
+//! never its path: they can reach strangers' SQL (`faiss_indexes.state`).
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use once_cell::sync::OnceCell;
 
 /// Where this process's key came from, for messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
     Env,
-    File(PathBuf),
-    /// A random key of this process only, and why no other could be had.
-    Ephemeral(String),
+    EnvFile,
+    ConfigFolder,
+}
+
+impl Source {
+    fn name(self) -> &'static str {
+        match self {
+            Source::Env => "VEKTER_KEY",
+            Source::EnvFile => "the file VEKTER_KEY_FILE names",
+            Source::ConfigFolder => "~/.config/vekter/snapshot.key",
+        }
+    }
 }
 
 /// The key snapshots are sealed with.
@@ -41,28 +54,24 @@ pub(crate) struct SealKey {
     pub(crate) source: Source,
 }
 
-static KEY: OnceCell<SealKey> = OnceCell::new();
+static KEY: OnceCell<Result<SealKey, String>> = OnceCell::new();
 
 /// Bytes a key file may hold at most (64 hex digits, a newline, some slack).
 const KEY_FILE_MAX: u64 = 256;
 /// Domain separation: a seal is a MAC of a vekter snapshot of this format, nothing else.
 const CONTEXT: &[u8] = b"vekter snapshot seal v1\0";
 
-/// This process's key: read (or created) once.
-pub(crate) fn key() -> &'static SealKey {
-    KEY.get_or_init(|| {
-        let (key, source) = match find_key() {
-            Ok(found) => found,
-            Err(why) => (random_key(), Source::Ephemeral(why)),
-        };
-        SealKey::new(key, source)
-    })
+/// This process's key, read (or created) once; why there is none.
+pub(crate) fn key() -> Result<&'static SealKey, &'static str> {
+    KEY.get_or_init(|| find_key().map(|(key, source)| SealKey::new(key, source)))
+        .as_ref()
+        .map_err(String::as_str)
 }
 
 /// Use `key` for this process (fuzzing harnesses and tests, before any seal is made).
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn use_key(key: [u8; 32]) {
-    let _ = KEY.set(SealKey::new(key, Source::Env));
+    let _ = KEY.set(Ok(SealKey::new(key, Source::Env)));
 }
 
 impl SealKey {
@@ -86,15 +95,9 @@ impl SealKey {
         sealer.finish().to_hex().to_string()
     }
 
-    /// Where the key is, for messages.
+    /// Which key, from where, for messages.
     pub(crate) fn describe(&self) -> String {
-        match &self.source {
-            Source::Env => format!("key {} (from VEKTER_KEY)", self.id),
-            Source::File(path) => format!("key {} (from {})", self.id, path.display()),
-            Source::Ephemeral(why) => {
-                format!("key {} (this process's own: {why})", self.id)
-            }
-        }
+        format!("key {} (from {})", self.id, self.source.name())
     }
 }
 
@@ -117,17 +120,22 @@ pub(crate) fn matches(computed: &blake3::Hash, seal: &str) -> bool {
 }
 
 fn find_key() -> Result<([u8; 32], Source), String> {
-    if let Some(hex) = std::env::var_os("VEKTER_KEY") {
-        let hex = hex.to_string_lossy();
-        return parse_key(&hex)
+    if let Some(hex) = std::env::var_os("VEKTER_KEY").filter(|v| !v.is_empty()) {
+        return parse_key(&hex.to_string_lossy())
             .map(|k| (k, Source::Env))
             .ok_or_else(|| "VEKTER_KEY is not 64 hex digits".to_string());
     }
-    let path = match std::env::var_os("VEKTER_KEY_FILE") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => default_path().ok_or("no HOME or XDG_CONFIG_HOME to keep a key in")?,
+    let (path, source) = match std::env::var_os("VEKTER_KEY_FILE").filter(|v| !v.is_empty()) {
+        Some(p) => (PathBuf::from(p), Source::EnvFile),
+        None => (
+            default_path().ok_or("there is no HOME or XDG_CONFIG_HOME to keep a key in")?,
+            Source::ConfigFolder,
+        ),
     };
-    read_or_create(&path).map(|k| (k, Source::File(path)))
+    let create = source == Source::ConfigFolder;
+    read_or_create(&path, create)
+        .map(|k| (k, source))
+        .map_err(|why| format!("{}: {why}", source.name()))
 }
 
 fn default_path() -> Option<PathBuf> {
@@ -140,48 +148,82 @@ fn default_path() -> Option<PathBuf> {
 
 fn parse_key(text: &str) -> Option<[u8; 32]> {
     let text = text.trim();
-    if text.len() != 64 {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut key = [0u8; 32];
     for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(key)
 }
 
-fn read_key_file(path: &Path) -> std::io::Result<Option<[u8; 32]>> {
-    let file = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut text = String::new();
-    file.take(KEY_FILE_MAX).read_to_string(&mut text)?;
-    match parse_key(&text) {
-        Some(k) => Ok(Some(k)),
-        None => Err(std::io::Error::new(
-            ErrorKind::InvalidData,
-            "it does not hold 64 hex digits",
-        )),
-    }
+extern "C" {
+    fn geteuid() -> u32;
 }
 
-/// Read the key at `path`, or create it there: a new key is written to a file of its own and
-/// linked into place, so processes starting together agree on one key.
-fn read_or_create(path: &Path) -> Result<[u8; 32], String> {
-    let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
-    if let Some(key) = read_key_file(path).map_err(|e| fail("read", e))? {
+/// The key in the file at `path`, `None` when there is no file. Like ssh, a key file others can
+/// read or write, or that another user owns, is refused: they could seal snapshots with it.
+fn read_key_file(path: &Path) -> Result<Option<[u8; 32]>, String> {
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(0o400_000) // O_NOFOLLOW
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot be read ({})", e.kind())),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot be read ({})", e.kind()))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { geteuid() };
+    if !meta.is_file() || meta.uid() != me {
+        return Err("is not a file of this user's own".to_string());
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "other users may read or write it (mode {:o}): chmod 600 it",
+            meta.mode() & 0o777
+        ));
+    }
+    let mut text = String::new();
+    file.take(KEY_FILE_MAX)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot be read ({})", e.kind()))?;
+    parse_key(&text)
+        .map(Some)
+        .ok_or_else(|| "does not hold 64 hex digits".to_string())
+}
+
+/// Read the key at `path`, or (`create`) create it there: a new key is written to a file of its
+/// own and linked into place, so processes starting together agree on one key.
+fn read_or_create(path: &Path, create: bool) -> Result<[u8; 32], String> {
+    if let Some(key) = read_key_file(path)? {
         return Ok(key);
     }
+    if !create {
+        return Err("does not exist".to_string());
+    }
+    let fail = |what: &str, e: std::io::Error| format!("cannot {what} ({})", e.kind());
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(dir) = dir {
-        fs::create_dir_all(dir).map_err(|e| fail("create the folder of", e))?;
-        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(|e| fail("create its folder", e))?;
+            // Only the folder made here (`vekter`): never one the user had.
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        }
     }
-    let key = os_random().map_err(|e| fail("make a random key for", e))?;
+    let key = os_random().map_err(|e| fail("read /dev/urandom", e))?;
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let nonce: String = os_random()
+        .map_err(|e| fail("read /dev/urandom", e))?
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let tmp = path.with_extension(format!("tmp-{}-{nonce}", std::process::id()));
     let written = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -190,17 +232,22 @@ fn read_or_create(path: &Path) -> Result<[u8; 32], String> {
         .and_then(|mut f| f.write_all(format!("{hex}\n").as_bytes()).and(f.sync_all()));
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
-        return Err(fail("create", e));
+        return Err(fail("be created", e));
     }
     let linked = fs::hard_link(&tmp, path);
     let _ = fs::remove_file(&tmp);
     match linked {
-        Ok(()) => Ok(key),
+        Ok(()) => {
+            if let Some(dir) = dir {
+                let _ = fs::File::open(dir).and_then(|d| d.sync_all());
+            }
+            Ok(key)
+        }
         // Another process created it first: use theirs.
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => read_key_file(path)
-            .map_err(|e| fail("read", e))?
-            .ok_or_else(|| format!("{} vanished", path.display())),
-        Err(e) => Err(fail("create", e)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            read_key_file(path)?.ok_or_else(|| "vanished as it was created".to_string())
+        }
+        Err(e) => Err(fail("be created", e)),
     }
 }
 
@@ -208,21 +255,6 @@ fn os_random() -> std::io::Result<[u8; 32]> {
     let mut key = [0u8; 32];
     fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
     Ok(key)
-}
-
-/// A key for this process only, when no lasting one can be had.
-fn random_key() -> [u8; 32] {
-    os_random().unwrap_or_else(|_| {
-        // No /dev/urandom (a chroot): what this process alone knows of itself.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let mut h = blake3::Hasher::new();
-        h.update(&now.as_nanos().to_le_bytes());
-        h.update(&std::process::id().to_le_bytes());
-        h.update(&(&now as *const _ as usize).to_le_bytes());
-        *h.finalize().as_bytes()
-    })
 }
 
 #[cfg(test)]
@@ -258,14 +290,41 @@ mod tests {
     #[test]
     fn key_files_are_created_once_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
+        let had = dir.path().join("had");
+        fs::create_dir(&had).unwrap();
+        fs::set_permissions(&had, fs::Permissions::from_mode(0o755)).unwrap();
+        let k = read_or_create(&had.join("snapshot.key"), true).unwrap();
+        assert_eq!(read_key_file(&had.join("snapshot.key")).unwrap(), Some(k));
+        // The folder the user had is left as it was.
+        assert_eq!(
+            fs::metadata(&had).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
         let path = dir.path().join("sub").join("snapshot.key");
-        let k = read_or_create(&path).unwrap();
-        assert_eq!(read_or_create(&path).unwrap(), k);
+        assert!(read_or_create(&path, false)
+            .unwrap_err()
+            .contains("does not exist"));
+        let k = read_or_create(&path, true).unwrap();
+        assert_eq!(read_or_create(&path, true).unwrap(), k);
+        assert_eq!(read_or_create(&path, false).unwrap(), k);
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        let folder = fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(folder & 0o777, 0o700);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(read_or_create(&path, true)
+            .unwrap_err()
+            .contains("chmod 600"));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&path, "not a key").unwrap();
-        assert!(read_or_create(&path).unwrap_err().contains("64 hex digits"));
+        assert!(read_or_create(&path, true)
+            .unwrap_err()
+            .contains("64 hex digits"));
         assert_eq!(parse_key(&"ab".repeat(32)), Some([0xab; 32]));
         assert_eq!(parse_key(&"ab".repeat(31)), None);
+        assert_eq!(parse_key(&format!("+f{}", "ab".repeat(31))), None);
     }
 }
