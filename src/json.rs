@@ -98,11 +98,13 @@ pub(crate) fn push_id(out: &mut String, id: &IdValue) {
         }
         IdValue::Real(x) => push_float(out, *x),
         IdValue::Text(s) => push_str(out, s),
-        IdValue::Blob(b) => push_str(
-            out,
-            &b.iter().map(|x| format!("{x:02X}")).collect::<String>(),
-        ),
+        IdValue::Blob(b) => push_str(out, &hex(b)),
     }
+}
+
+/// `bytes` as upper-case hex, as SQLite's `hex()` writes them.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|x| format!("{x:02X}")).collect()
 }
 
 /// `[a, b, c]` with `", "` between the items, as `json.dumps` writes lists.

@@ -247,15 +247,17 @@ pub(crate) fn integrity_check(table: &LiveTable, state: &ConnState) -> Result<()
     let stored = Config::read(table.shadow())
         .and_then(|config| config.record())
         .and_then(|record| chunks::open(table.shadow(), &record));
+    // The stored snapshot is refused (a search then uses a stand-in, `persist::load`).
+    let refused = |why: &str| {
+        let name = quote_ident(table.name());
+        corrupt(&format!(
+            "the stored snapshot was refused ({why}); searches use an index rebuilt in memory \
+             from the content table instead (INSERT INTO {name}({name}) VALUES ('rebuild') \
+             stores a new snapshot)"
+        ))
+    };
     match stored {
-        Err(e) if e.kind() == Kind::Corrupt => {
-            let name = quote_ident(table.name());
-            return Err(corrupt(&format!(
-                "{}; searches use an index rebuilt in memory from the content table instead \
-                 (INSERT INTO {name}({name}) VALUES ('rebuild') stores a new snapshot)",
-                e.message()
-            )));
-        }
+        Err(e) if e.kind() == Kind::Corrupt => return Err(refused(e.message())),
         other => drop(other?),
     }
     let ContentRows {
@@ -271,12 +273,7 @@ pub(crate) fn integrity_check(table: &LiveTable, state: &ConnState) -> Result<()
     with_current(table, state, false, |current, overlay| {
         let s = current.get();
         if let Some(why) = s.refused() {
-            let name = quote_ident(table.name());
-            return Err(corrupt(&format!(
-                "the stored snapshot was refused ({why}); searches use an index rebuilt in \
-                 memory from the content table instead (INSERT INTO {name}({name}) VALUES \
-                 ('rebuild') stores a new snapshot)"
-            )));
+            return Err(refused(&why));
         }
         let mut indexed: HashMap<i64, Option<KeyPart>> = s
             .handles()

@@ -8,7 +8,7 @@ use std::fmt;
 
 use crate::catalog::{object_type, row_id_value};
 use crate::error::{bail, Error, Result};
-use crate::json::IdValue;
+use crate::json::{hex, IdValue};
 use crate::sqlite::{quote_ident, Cell, Conn, Stmt, StmtCache};
 use crate::vector;
 
@@ -356,10 +356,6 @@ impl<'a> Content<'a> {
             Ok(out)
         })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|x| format!("{x:02X}")).collect()
 }
 
 /// A key as a message shows it: `'L0'`, `(1, 'L0')`; long keys are cut short (with their

@@ -141,10 +141,7 @@ fn read_and_sum(
         // Owns its ends of both channels: if it stops (or panics), the reader's next recv ends.
         let hasher = std::thread::Builder::new().spawn_scoped(scope, move || {
             for piece in hash_rx {
-                sum.update(&piece);
-                let t = Instant::now();
-                mac.update(&piece);
-                *sealing += t.elapsed();
+                absorb(sum, mac, sealing, &piece);
                 // The reader may have stopped (an error): then nobody needs the buffer.
                 let _ = to_read.send(piece);
             }
@@ -179,13 +176,18 @@ fn read_and_sum(
         for (i, at) in (0..len).step_by(CHUNK_BYTES).enumerate() {
             let piece = &mut buf[..CHUNK_BYTES.min(len - at)];
             snapshot.read_chunk(i as i64, 0, piece)?;
-            sum.update(piece);
-            let t = Instant::now();
-            mac.update(piece);
-            sealing += t.elapsed();
+            absorb(&mut sum, &mut mac, &mut sealing, piece);
         }
     }
     Ok((sum, mac, sealing))
+}
+
+/// Run `piece` through the checksum and the seal, timing the seal.
+fn absorb(sum: &mut Checksum, mac: &mut seal::Sealer, sealing: &mut Duration, piece: &[u8]) {
+    sum.update(piece);
+    let t = Instant::now();
+    mac.update(piece);
+    *sealing += t.elapsed();
 }
 
 /// The last snapshot this process verified: its size, how long reading and checking it took,

@@ -6,23 +6,24 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::raw::{c_char, c_int};
 
-use crate::engine::config::{Config, Key, SnapshotMark};
-use crate::engine::key::{KeyPart, KeyShape, RowKey};
+use crate::engine::config::{Config, Key};
+use crate::engine::key::KeyShape;
 use crate::engine::shadow::Shadow;
 use crate::engine::snapshot::checksum::checksum;
 use crate::engine::snapshot::chunks::{self, CHUNK_BYTES};
-use crate::engine::snapshot::seal::{self, SealKey};
-use crate::engine::snapshot::{self, Bytes, PartImage, Source, DEAD_SLOT};
+use crate::engine::snapshot::seal;
+use crate::engine::snapshot::{self, Bytes, Source, DEAD_SLOT};
 use crate::engine::state::LiveState;
 use crate::engine::Meta;
-use crate::engine::{builder, persist, LiveTable};
 use crate::error::Result;
-use crate::index::FAISS_READS;
 use crate::index::{Index, Metric};
 use crate::sqlite::api::call;
 use crate::sqlite::Conn;
 
 use super::Input;
+
+mod forged;
+mod v2;
 
 /// A FAISS type tag `read_index` rejects at once ("Index type … not recognized").
 const UNKNOWN_FAISS_TAG: &[u8; 4] = b"VKFZ";
@@ -43,7 +44,7 @@ pub unsafe extern "C" fn capture_api(
 
 /// Tables of the in-memory database the snapshot target writes: `fz_*` made by `Shadow::create_tables`,
 /// `fy_*` as a damaged or forged file might declare them (no types, no constraints).
-const STORES: [&str; 2] = ["fz", "fy"];
+pub(super) const STORES: [&str; 2] = ["fz", "fy"];
 
 /// Serialized trusted indexes by (factory, dim, count, metric).
 type TrustedCache = HashMap<(usize, usize, usize, usize), Vec<u8>>;
@@ -54,7 +55,7 @@ thread_local! {
 }
 
 /// This thread's in-memory database, opened through the captured API routines.
-fn db() -> Conn {
+pub(super) fn db() -> Conn {
     DB.with(|cell| {
         *cell.borrow_mut().get_or_insert_with(|| {
             let mut raw = std::ptr::null_mut();
@@ -129,108 +130,8 @@ pub fn snapshot(data: &[u8]) {
         0 => snapshot_store(&mut input),
         1 => snapshot_payload(&mut input),
         2 => snapshot_trusted(&mut input),
-        3 => snapshot_v2(&mut input),
-        _ => snapshot_forged(&mut input),
-    }
-}
-
-/// See [`snapshot`], mode 4.
-fn snapshot_forged(input: &mut Input) {
-    let conn = db();
-    let dim = 1 + input.u8() as usize % 4;
-    let rows = input.u8() as usize % 24;
-    // Metrics under which a row is at distance 0 from itself.
-    let metric = [Metric::L2, Metric::Cosine][input.u8() as usize % 2];
-    conn.execute("DELETE FROM docs").expect("clear content");
-    conn.execute("DELETE FROM fz_changes").expect("clear log");
-    let mut vectors = Vec::with_capacity(rows);
-    let mut insert = conn
-        .prepare("INSERT INTO docs (id, embedding) VALUES (?1, ?2)")
-        .expect("insert row");
-    for i in 0..rows {
-        // Never 0: every vector has a direction (cosine).
-        let v: Vec<f32> = (0..dim)
-            .map(|_| (input.u8() as f32 - 127.5) / 16.0)
-            .collect();
-        insert.bind_i64(1, i as i64 + 1).expect("bind");
-        insert.bind_blob(2, bytemuck::cast_slice(&v)).expect("bind");
-        while insert.step().expect("insert") {}
-        insert.reset();
-        vectors.push(v);
-    }
-    drop(insert);
-    let meta = shaped_meta(dim, metric, KeyShape::Rowid, false);
-    let table = LiveTable::with_meta(conn, "main", STORES[0], meta);
-    let honest = builder::build(&table, builder::Origin::FIRST)
-        .expect("build")
-        .to_payload()
-        .expect("serialize");
-
-    let how = input.u8();
-    let mut forged = if how & 1 == 0 {
-        honest.clone()
-    } else {
-        input.chunk().to_vec()
-    };
-    for _ in 0..(how >> 1) % 8 {
-        let at = u16::from_le_bytes([input.u8(), input.u8()]) as usize;
-        let value = input.chunk();
-        if forged.is_empty() {
-            break;
-        }
-        let at = at % forged.len();
-        let n = value.len().min(forged.len() - at);
-        forged[at..at + n].copy_from_slice(&value[..n]);
-    }
-    let shadow = &Shadow::new(conn, "main", STORES[0]);
-    let mut record = chunks::write(shadow, &forged).expect("write snapshot");
-    let key = seal::key().expect("the harness's key");
-    let genuine = forged == honest;
-    match (input.u8() % 4, genuine) {
-        (0, true) => {}
-        (1, _) => (record.seal, record.key_id) = (String::new(), String::new()),
-        (2, _) => {
-            let other = SealKey::new([0x5a; 32], seal::Source::Env);
-            (record.seal, record.key_id) = (other.seal(&forged), other.id.clone());
-        }
-        _ => (record.seal, record.key_id) = (key.seal(&honest), key.id.clone()),
-    }
-    let sealed = genuine && record.seal == key.seal(&honest);
-    let mark = SnapshotMark {
-        seq: 0,
-        build_id: "fz".to_string(),
-        lineage: 1,
-        verified_cookie: -1,
-    };
-    let mut pairs = table.meta().to_config();
-    pairs.extend(record.pairs());
-    pairs.extend(mark.pairs());
-    conn.execute("DELETE FROM fz_config").expect("clear config");
-    Config::write(shadow, &pairs).expect("write config");
-
-    let reads = FAISS_READS.with(|n| n.get());
-    let state = persist::load(&table)
-        .unwrap_or_else(|e| panic!("a sound table with a forged snapshot does not open: {e}"));
-    if sealed {
-        assert!(
-            !state.is_stand_in(),
-            "the honest, sealed snapshot was refused"
-        );
-    } else {
-        assert_eq!(
-            FAISS_READS.with(|n| n.get()),
-            reads,
-            "forged bytes reached FAISS's reader"
-        );
-        assert!(state.is_stand_in(), "a forged snapshot was loaded");
-    }
-    // Exact answers either way: each of the first rows finds itself first, at distance 0.
-    let part = state.part(None).expect("one part");
-    assert_eq!(part.index.ntotal(), rows);
-    for v in vectors.iter().take(3) {
-        let hits = part.index.search(v, rows).expect("search");
-        assert_eq!(hits.len(), rows);
-        assert!(hits[0].distance.abs() < 1e-3, "{:?}", hits[0]);
+        3 => v2::snapshot_v2(&mut input),
+        _ => forged::snapshot_forged(&mut input),
     }
 }
 
@@ -401,7 +302,7 @@ fn test_meta(dim: usize, metric: Metric) -> Meta {
     shaped_meta(dim, metric, KeyShape::Rowid, false)
 }
 
-fn shaped_meta(dim: usize, metric: Metric, key: KeyShape, partitioned: bool) -> Meta {
+pub(super) fn shaped_meta(dim: usize, metric: Metric, key: KeyShape, partitioned: bool) -> Meta {
     Meta {
         content: "docs".to_string(),
         column: "embedding".to_string(),
@@ -418,7 +319,7 @@ fn shaped_meta(dim: usize, metric: Metric, key: KeyShape, partitioned: bool) -> 
     }
 }
 
-const METRICS: [Metric; 3] = [Metric::L2, Metric::InnerProduct, Metric::Cosine];
+pub(super) const METRICS: [Metric; 3] = [Metric::L2, Metric::InnerProduct, Metric::Cosine];
 
 fn snapshot_payload(input: &mut Input) {
     let dim = 1 + input.u8() as usize % 8;
@@ -446,10 +347,10 @@ fn snapshot_payload(input: &mut Input) {
     }
 }
 
-const FACTORIES: [&str; 2] = ["Flat", "HNSW4"];
+pub(super) const FACTORIES: [&str; 2] = ["Flat", "HNSW4"];
 
 /// A FAISS serialization vekter wrote: `count` vectors of `dim` dimensions.
-fn trusted(factory: usize, dim: usize, count: usize, metric: usize) -> Vec<u8> {
+pub(super) fn trusted(factory: usize, dim: usize, count: usize, metric: usize) -> Vec<u8> {
     TRUSTED.with(|cache| {
         cache
             .borrow_mut()
@@ -519,203 +420,6 @@ fn snapshot_trusted(input: &mut Input) {
                 again, payload,
                 "loaded state does not encode back to its payload"
             );
-        }
-    }
-}
-
-/// How `snapshot_v2` damages the payload it built.
-const V2_DAMAGES: u8 = 9;
-
-/// One part of the version-2 payload `snapshot_v2` builds.
-struct V2Part {
-    value: Option<KeyPart>,
-    faiss: Vec<u8>,
-    slots: Vec<i64>,
-    hashes: Vec<u64>,
-}
-
-fn snapshot_v2(input: &mut Input) {
-    let key = match input.u8() % 3 {
-        0 => KeyShape::Rowid,
-        1 => KeyShape::UnstableRowid,
-        _ => KeyShape::Columns {
-            columns: vec!["collection_id".into(), "id".into()],
-            without_rowid: false,
-        },
-    };
-    let keyed = matches!(key, KeyShape::Columns { .. });
-    let hashed = key == KeyShape::UnstableRowid;
-    let partitioned = input.u8() & 1 == 1;
-    let factory = input.u8() as usize % FACTORIES.len();
-    let metric = input.u8() as usize % 3;
-    let dim = 1 + input.u8() as usize % 4;
-    let nparts = if partitioned {
-        input.u8() as usize % 4
-    } else {
-        1
-    };
-    let damage = input.u8() % V2_DAMAGES;
-
-    // Well-formed parts: distinct partition values, distinct handles (of distinct keys when
-    // keyed), one hash per slot when hashed.
-    let mut next_row = 0i64;
-    let mut keys: Vec<(i64, RowKey)> = Vec::new();
-    let mut parts: Vec<V2Part> = Vec::new();
-    for p in 0..nparts {
-        let value = partitioned.then(|| match input.u8() % 3 {
-            0 => KeyPart::Int(p as i64),
-            1 => KeyPart::Text(format!("tenant {p}").into_bytes()),
-            _ => KeyPart::Blob(vec![p as u8; 3]),
-        });
-        let count = input.u8() as usize % 6;
-        let mut slots = Vec::with_capacity(count);
-        for _ in 0..count {
-            if input.u8().is_multiple_of(5) {
-                slots.push(DEAD_SLOT);
-                continue;
-            }
-            next_row += 1 + (input.u8() % 3) as i64;
-            let handle = if keyed {
-                let key = RowKey(vec![
-                    KeyPart::Int(1),
-                    KeyPart::Text(format!("L{next_row}").into_bytes()),
-                ]);
-                let h = key.handle();
-                keys.push((h, key));
-                h
-            } else {
-                next_row
-            };
-            slots.push(handle);
-        }
-        let hashes = if hashed {
-            (0..count as u64).map(|i| i * 31 + 7).collect()
-        } else {
-            Vec::new()
-        };
-        parts.push(V2Part {
-            value,
-            faiss: trusted(factory, dim, count, metric),
-            slots,
-            hashes,
-        });
-    }
-    keys.sort_unstable_by_key(|(h, _)| *h);
-    let template = partitioned.then(|| trusted(factory, dim, 0, metric));
-
-    // One damage, picked by the input (some do not apply to every payload).
-    let (mut meta_dim, mut meta_partitioned, mut meta_key) = (dim, partitioned, key.clone());
-    let pick = input.u8() as usize;
-    let first_live = parts
-        .iter()
-        .flat_map(|p| p.slots.iter())
-        .copied()
-        .find(|&h| h != DEAD_SLOT);
-    let damaged = match damage {
-        1 if first_live.is_some() => {
-            // A handle twice (in one part or across parts).
-            let at = pick % parts.len();
-            parts[at].slots.push(first_live.expect("checked"));
-            parts[at].hashes.push(0);
-            true
-        }
-        2 if !keys.is_empty() => {
-            keys.remove(pick % keys.len());
-            true
-        }
-        3 if !keys.is_empty() => {
-            // A key whose handle is not its hash.
-            let at = pick % keys.len();
-            keys[at].0 ^= 1;
-            true
-        }
-        4 if hashed && !parts.is_empty() => {
-            let at = pick % parts.len();
-            parts[at].hashes.push(1);
-            true
-        }
-        5 if parts.len() > 1 => {
-            parts[1].value = parts[0].value.clone();
-            true
-        }
-        6 => {
-            meta_dim = dim % 4 + 1;
-            true
-        }
-        7 => {
-            meta_partitioned = !partitioned;
-            true
-        }
-        8 => {
-            meta_key = match key {
-                KeyShape::Rowid => KeyShape::UnstableRowid,
-                _ => KeyShape::Rowid,
-            };
-            true
-        }
-        _ => false,
-    };
-    let images: Vec<PartImage> = parts
-        .iter()
-        .map(|p| PartImage {
-            value: p.value.as_ref(),
-            faiss: p.faiss.clone(),
-            slots: &p.slots,
-            hashes: hashed.then_some(p.hashes.as_slice()),
-        })
-        .collect();
-    let key_refs: Vec<(i64, &RowKey)> = keys.iter().map(|(h, k)| (*h, k)).collect();
-    let mut payload = snapshot::encode_v2(&images, template.as_deref(), &key_refs);
-    // And a cut or trailing bytes, when the input asks.
-    let cut = match input.u8() % 8 {
-        1 => {
-            let at = (input.u8() as usize * payload.len() / 256).max(8);
-            let cut = at < payload.len();
-            payload.truncate(at);
-            cut
-        }
-        2 => {
-            let extra = input.chunk();
-            payload.extend_from_slice(extra);
-            !extra.is_empty()
-        }
-        _ => false,
-    };
-    let valid = !damaged && !cut;
-
-    let meta = shaped_meta(meta_dim, METRICS[metric], meta_key, meta_partitioned);
-    let result = LiveState::from_payload(&mut Bytes(&payload), &meta, ("fz".to_string(), 0, 5));
-    match result {
-        Err(e) => {
-            assert!(!valid, "a valid version-2 payload is refused: {e}");
-            assert!(!e.message().is_empty());
-        }
-        Ok(state) => {
-            // Whatever was accepted is consistent: each handle once, a key for each when keyed,
-            // and it encodes to a payload that loads to the same rows.
-            let handles = state.handles();
-            let mut unique = handles.clone();
-            unique.dedup();
-            assert_eq!(unique, handles, "a handle appears twice");
-            assert_eq!(handles.len(), state.live_count());
-            if keyed {
-                assert!(handles
-                    .iter()
-                    .all(|h| state.key(*h).is_some_and(|k| k.handle() == *h)));
-            }
-            let _ = state.memory_bytes();
-            let again = state.to_payload().expect("encode");
-            // (A state that needs nothing of version 2 — one part, no keys, no hashes — writes
-            // version 1.)
-            if valid && again.starts_with(b"VEKTSNP2") {
-                assert_eq!(
-                    again, payload,
-                    "a well-formed payload does not encode back to itself"
-                );
-            }
-            let back = LiveState::from_payload(&mut Bytes(&again), &meta, ("fz".to_string(), 0, 5))
-                .unwrap_or_else(|e| panic!("an accepted state's own payload is refused: {e}"));
-            assert_eq!(back.handles(), handles);
         }
     }
 }
