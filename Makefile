@@ -4,6 +4,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/vekter/target
 export CARGO_TARGET_DIR
 VENV ?= $(HOME)/.cache/vekter/venv
+WHEEL_VENV ?= $(HOME)/.cache/vekter/wheel-venv
 PYTHON := $(VENV)/bin/python
 LIB := dist/vekter.so
 # A second build whose bundled FAISS is compiled with AVX2 (its own target dir: the FAISS cmake
@@ -15,7 +16,7 @@ AVX512_TARGET_DIR ?= $(HOME)/.cache/vekter/target-avx512
 include src/simd.mk
 ARCH := $(shell uname -m)
 
-.PHONY: all build deps demo test test-rust test-golden test-python test-hostile venv golden-update fmt lint clean bench fuzz
+.PHONY: all build deps demo test test-rust test-golden test-python test-hostile test-wheels venv wheels golden-update fmt lint clean bench fuzz
 
 all: build
 
@@ -42,7 +43,7 @@ venv: deps
 	@scripts/venv.sh $(VENV) tests/requirements.txt
 
 test: build venv
-	$(MAKE) --no-print-directory lint test-rust test-golden test-python test-hostile
+	$(MAKE) --no-print-directory lint test-rust test-golden test-python test-hostile test-wheels
 
 # The fuzz targets' corpus replay and the failure-injection tests need their test-only features.
 TEST_FEATURES := fuzzing,failpoints
@@ -60,6 +61,19 @@ test-python:
 test-hostile:
 	$(PYTHON) tests/hostile/battery.py
 
+# The wheels of SPEC §8 (python/build_wheels.py): vekter (the three builds, the libraries they
+# need beyond the manylinux policy, the Python module), datasette-vekter, sqlite-utils-vekter.
+# SOURCE_DATE_EPOCH: fixed timestamps in auditwheel's rewrite of the vekter wheel.
+wheels: build
+	@scripts/venv.sh $(WHEEL_VENV) python/requirements.txt
+	PATH=$(WHEEL_VENV)/bin:$$PATH SOURCE_DATE_EPOCH=315532800 $(WHEEL_VENV)/bin/python python/build_wheels.py dist dist/wheels
+
+# Each wheel installed into a fresh venv from /usr/bin/python3, used from another directory: the
+# module, a real Datasette with only the plugin, the sqlite-utils CLI, auditwheel's verdict, and
+# the golden SQL under APSW's current SQLite.
+test-wheels: wheels venv
+	VEKTER_WHEELS=$(CURDIR)/dist/wheels WHEEL_VENV=$(WHEEL_VENV) $(PYTHON) -m pytest -q tests/wheels
+
 golden-update: build
 	UPDATE=1 tests/golden.sh
 
@@ -72,7 +86,7 @@ lint: venv
 	cargo fmt --check
 	cargo clippy --release --all-targets --features $(TEST_FEATURES) -- -D warnings
 	cargo clippy --release --lib -- -D warnings
-	$(PYTHON) -m ruff check --no-cache bench
+	$(PYTHON) -m ruff check --no-cache bench python tests/wheels
 
 clean:
 	rm -rf dist

@@ -1,0 +1,431 @@
+"""The wheels of `make wheels` as a user gets them (SPEC §8): each installed into a fresh venv made
+from /usr/bin/python3, used from a directory outside the checkout, with no build tree in sight.
+
+- `vekter` alone: the module, the libraries the process really maps, auditwheel's verdict, and
+  the golden SQL under APSW's current SQLite;
+- `datasette install` of the plugin: a real Datasette, no --load-extension, a datasette-faiss
+  metadata.json, the datasette-faiss README's json_each query over HTTP;
+- `sqlite-utils install` of the other plugin: the CLI and the Python API.
+
+Runs from `make test-wheels` (VEKTER_WHEELS: the wheels; WHEEL_VENV: the venv with auditwheel).
+PyPI provides datasette, sqlite-utils and apsw; pip's cache makes later runs quick.
+"""
+
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WHEELS = Path(os.environ.get("VEKTER_WHEELS", ROOT / "dist" / "wheels"))
+WHEEL_VENV = Path(os.environ.get("WHEEL_VENV", Path.home() / ".cache" / "vekter" / "wheel-venv"))
+VERSION = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
+LIBRARIES = ("vekter.so", "vekter_avx2.so", "vekter_avx512.so")
+DIM = 8
+
+
+def wheel(prefix):
+    found = sorted(WHEELS.glob(f"{prefix}-{VERSION}-*.whl"))
+    assert len(found) == 1, f"expected one {prefix} wheel of version {VERSION} in {WHEELS}: {found}"
+    return found[0]
+
+
+def run(args, cwd, **kwargs):
+    result = subprocess.run(
+        [str(a) for a in args], check=False, cwd=cwd, capture_output=True, text=True, timeout=600,
+        **kwargs,
+    )
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def fresh_venv(path):
+    """A venv from Debian's Python (its sqlite3 can load extensions), nothing installed."""
+    run(["/usr/bin/python3", "-m", "venv", path], cwd=path.parent)
+    return path / "bin"
+
+
+def pip_install(bindir, cwd, *packages):
+    run([bindir / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages], cwd)
+
+
+def vectors(n, seed):
+    rng = random.Random(seed)
+    return [[rng.uniform(-1, 1) for _ in range(DIM)] for _ in range(n)]
+
+
+def f32(values):
+    return list(struct.unpack(f"<{len(values)}f", struct.pack(f"<{len(values)}f", *values)))
+
+
+def nearest(rows, query, k):
+    """Ids of the k rows nearest to query by squared L2, ties by id: the exact answer."""
+    q = f32(query)
+    scored = sorted((sum((a - b) ** 2 for a, b in zip(f32(v), q)), i) for i, v in rows.items())
+    return [i for _, i in scored[:k]]
+
+
+def make_blog(path, n=60):
+    """The datasette-faiss README's tables: blog_entry, and embeddings(id, embedding)."""
+    rows = dict(enumerate(vectors(n, seed=7), start=1))
+    conn = sqlite3.connect(path)
+    conn.execute("create table blog_entry (id integer primary key, title text)")
+    conn.execute("create table embeddings (id integer primary key, embedding blob)")
+    for i, v in rows.items():
+        conn.execute("insert into blog_entry values (?, ?)", (i, f"Entry {i}"))
+        conn.execute("insert into embeddings values (?, ?)", (i, struct.pack(f"<{DIM}f", *v)))
+    conn.commit()
+    conn.close()
+    return rows
+
+
+# --- vekter alone ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """(bin dir, work dir) of a venv holding only the vekter wheel."""
+    work = tmp_path_factory.mktemp("plain")
+    bindir = fresh_venv(work / "venv")
+    pip_install(bindir, work, wheel("vekter"))
+    return bindir, work
+
+
+def test_the_issue_command_prints_the_version(plain):
+    bindir, work = plain
+    installed = run([bindir / "python", "-m", "pip", "list", "--format=json"], work)
+    assert {p["name"] for p in json.loads(installed)} <= {"pip", "setuptools", "vekter"}
+    command = ("import sqlite3, vekter; c = sqlite3.connect(':memory:'); vekter.load(c); "
+               "print(c.execute('select vekter_version()').fetchone()[0])")
+    out = run([bindir / "python", "-c", command], work)
+    assert out.strip() == VERSION
+
+
+MODULE_CHECKS = r"""
+import json, random, sqlite3, struct, sys, vekter
+
+assert vekter.__version__ == sys.argv[1], vekter.__version__
+path = vekter.loadable_path()
+assert path.endswith("/site-packages/vekter/vekter.so"), path
+
+# encode / decode: the SPEC's examples, numpy-free, and what vekter would refuse later.
+assert vekter.encode([2.4, 4.1, 1.8]).hex().upper() == "9A991940333383406666E63F"
+assert vekter.decode(bytes.fromhex("9A991940333383406666E63F")) == (
+    2.4000000953674316, 4.099999904632568, 1.7999999523162842)
+assert vekter.decode(vekter.encode((1, 2, 3))) == (1.0, 2.0, 3.0)
+assert vekter.decode(b"") == ()
+for bad, kind, words in [
+    ([], ValueError, "empty"), ([1.0, float("nan")], ValueError, "element 1"),
+    ([float("inf")], ValueError, "finite"), ([1e39], ValueError, "float32 range"),
+    ([1, "2"], TypeError, "element 1 is str"), ("[1, 2]", TypeError, "sequence of numbers"),
+    (b"\x00\x00\x80\x3f", TypeError, "sequence of numbers"),
+]:
+    try:
+        vekter.encode(bad)
+    except kind as e:
+        assert words in str(e), (bad, e)
+    else:
+        raise AssertionError(f"encode({bad!r}) was accepted")
+try:
+    vekter.decode(b"abc")
+except ValueError as e:
+    assert "multiple of 4" in str(e)
+else:
+    raise AssertionError("decode of 3 bytes was accepted")
+
+# load: search a plain table and a faiss table; SQL cannot load extensions afterwards.
+conn = sqlite3.connect(":memory:")
+vekter.load(conn)
+vekter.load(conn)  # twice is harmless
+rng = random.Random(3)
+rows = {i: [rng.uniform(-1, 1) for _ in range(8)] for i in range(1, 301)}
+conn.execute("create table embeddings (id integer primary key, embedding blob)")
+conn.executemany("insert into embeddings values (?, ?)",
+                 [(i, vekter.encode(v)) for i, v in rows.items()])
+conn.execute("create virtual table idx using faiss(content = embeddings, factory = 'IVF4,Flat', params = 'nprobe=4')")
+q = vekter.encode(rows[5])
+plain = json.loads(conn.execute("select faiss_search('main', 'embeddings', ?, 5)", [q]).fetchone()[0])
+viatable = [r[0] for r in conn.execute("select rowid from idx where query = ? and k = 5", [q])]
+exact = sorted(rows, key=lambda i: (sum((a - b) ** 2 for a, b in zip(vekter.decode(vekter.encode(rows[i])), vekter.decode(q))), i))[:5]
+assert plain == exact and viatable == exact, (plain, viatable, exact)
+try:
+    conn.execute("select load_extension(?)", [path])
+except sqlite3.OperationalError as e:
+    assert "not authorized" in str(e), e
+else:
+    raise AssertionError("load_extension() from SQL was allowed after vekter.load")
+
+# Which files the process really maps: the wheel's builds and the wheel's copies of the libraries.
+maps = {line.split()[-1] for line in open("/proc/self/maps") if ".so" in line.split()[-1]}
+print(json.dumps(sorted(maps)))
+print(json.loads(conn.execute("select vekter_debug()").fetchone()[0])["simd"]["library"])
+"""
+
+
+def test_module_from_another_directory(plain):
+    bindir, work = plain
+    out = run([bindir / "python", "-c", MODULE_CHECKS, VERSION], work).splitlines()
+    maps, library = json.loads(out[0]), out[1]
+    site = str(work / "venv")
+    assert library.startswith(site + "/") and Path(library).name in LIBRARIES
+    assert not [m for m in maps if str(ROOT / "dist") in m], "a library was loaded from the build tree"
+    vendored = [m for m in maps if re.search(r"lib(openblas|lapack|blas|gomp|gfortran|quadmath)", m)]
+    assert vendored, f"no BLAS/OpenMP library mapped at all: {maps}"
+    strays = [m for m in vendored if "/site-packages/vekter.libs/" not in m]
+    assert not strays, f"libraries taken from the system, not the wheel: {strays}"
+
+
+def test_a_python_that_cannot_load_extensions_gets_told_why(plain):
+    """pyenv's Python (first on PATH on these machines) has no enable_load_extension."""
+    bindir, work = plain
+    probe = "import sqlite3; print(hasattr(sqlite3.Connection, 'enable_load_extension'))"
+    pythons = [p for p in {shutil.which("python3"), "/usr/local/bin/python3"} if p and os.path.exists(p)]
+    unable = [p for p in pythons if run([p, "-c", probe], work).strip() == "False"]
+    if not unable:
+        pytest.skip("every Python here can load extensions")
+    site = next((work / "venv" / "lib").glob("python3*/site-packages"))
+    result = subprocess.run(
+        [unable[0], "-c", "import sqlite3, vekter; vekter.load(sqlite3.connect(':memory:'))"],
+        check=False, cwd=work, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(site)},
+    )
+    assert result.returncode != 0
+    assert "built without extension loading" in result.stderr and "apsw" in result.stderr, result.stderr
+
+
+def test_auditwheel_and_every_needed_library(tmp_path):
+    """auditwheel's verdict, and each library the three builds (and the copies) need: inside the
+    wheel, or one the manylinux policy lets every system provide."""
+    whl = wheel("vekter")
+    shown = run([WHEEL_VENV / "bin" / "auditwheel", "show", whl], tmp_path)
+    tag = re.search(r'consistent with the\s+following platform tag:\s+"(manylinux_\d+_\d+_x86_64)"', shown)
+    assert tag, shown
+    assert tag.group(1) in whl.name
+    policy = json.loads(run([WHEEL_VENV / "bin" / "python", "-c", (
+        "import importlib.resources, json; p = importlib.resources.files('auditwheel') / 'policy' / "
+        "'manylinux-policy.json'; print(p.read_text())")], tmp_path))
+    allowed = set(next(p for p in policy if p["name"] == tag.group(1).removesuffix("_x86_64"))["lib_whitelist"])
+    with zipfile.ZipFile(whl) as z:
+        z.extractall(tmp_path / "wheel")
+    inside = {p.name for p in (tmp_path / "wheel" / "vekter.libs").iterdir()}
+    elves = [tmp_path / "wheel" / "vekter" / name for name in LIBRARIES]
+    elves += [tmp_path / "wheel" / "vekter.libs" / name for name in inside]
+    for elf in elves:
+        dynamic = run(["readelf", "-d", elf], tmp_path)
+        needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", dynamic)
+        # The dynamic loader is glibc itself, as auditwheel also treats it.
+        outside = [n for n in needed if n not in inside and n not in allowed
+                   and not n.startswith("ld-linux-")]
+        assert not outside, f"{elf.name} needs {outside}: neither in the wheel nor allowed by {tag.group(1)}"
+        if any(n in inside for n in needed):
+            assert re.search(r"R(UN)?PATH.*\$ORIGIN", dynamic), f"{elf.name} cannot find its copies"
+    assert {"vekter.so", "vekter_avx2.so", "vekter_avx512.so"} <= set(os.listdir(tmp_path / "wheel" / "vekter"))
+
+
+def test_golden_sql_under_a_current_sqlite(plain):
+    """APSW bundles a current SQLite: load vekter there from the wheel and run tests/golden."""
+    bindir, work = plain
+    pip_install(bindir, work, "apsw")
+    version = run([bindir / "python", "-c", "import apsw; print(apsw.sqlite_lib_version())"], work)
+    assert tuple(map(int, version.split("."))) > tuple(map(int, sqlite3.sqlite_version.split("."))), (
+        f"APSW's SQLite {version} is not newer than the system's {sqlite3.sqlite_version}")
+    result = subprocess.run([bindir / "python", ROOT / "tests/wheels/golden_apsw.py", ROOT / "tests/golden"],
+                            check=False, cwd=work, capture_output=True, text=True, timeout=600)
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 passed, 0 failed" in result.stdout or " 0 failed" in result.stdout
+
+
+# --- datasette-vekter --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def datasette_env(tmp_path_factory):
+    """A venv with datasette from PyPI, then `datasette install` of the two wheels."""
+    work = tmp_path_factory.mktemp("datasette")
+    bindir = fresh_venv(work / "venv")
+    pip_install(bindir, work, "datasette")
+    run([bindir / "datasette", "install", wheel("vekter"), wheel("datasette_vekter")], work)
+    return bindir, work
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(base, path, **params):
+    url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+# Word for word from datasette-faiss's README.
+README_QUERY = """
+with related as (
+  select value from json_each(
+    faiss_search(
+      'blog',
+      'embeddings',
+      (select embedding from embeddings limit 1),
+      5
+    )
+  )
+)
+select * from blog_entry, related
+where id = value
+"""
+
+
+@pytest.fixture(scope="module")
+def served(datasette_env):
+    """`datasette serve blog.db docs.db -m metadata.json`: no --load-extension; the
+    datasette-faiss configuration names blog/embeddings, this plugin's names docs/docs and a
+    database that does not exist."""
+    bindir, work = datasette_env
+    rows = make_blog(work / "blog.db")
+    docs = sqlite3.connect(work / "docs.db")
+    docs.execute("create table docs (id integer primary key, embedding blob)")
+    docs.executemany("insert into docs values (?, ?)",
+                     [(i, struct.pack(f"<{DIM}f", *v)) for i, v in enumerate(vectors(40, seed=8))])
+    docs.commit()
+    docs.close()
+    subprocess.run([bindir / "python", "-c", (
+        "import sqlite3, vekter; c = sqlite3.connect('docs.db'); vekter.load(c); "
+        "c.execute(\"create virtual table docs_idx using faiss(content = docs, factory = 'HNSW8')\"); c.commit()")],
+        cwd=work, check=True)
+    (work / "metadata.json").write_text(json.dumps({"plugins": {
+        "datasette-faiss": {"tables": [["blog", "embeddings"]]},
+        "datasette-vekter": {"tables": [["docs", "docs"], ["nosuch", "x"]]},
+    }}))
+    port = free_port()
+    log = open(work / "datasette.log", "w+")  # noqa: SIM115 (closed after the server stops)
+    proc = subprocess.Popen([bindir / "datasette", "serve", "blog.db", "docs.db", "-m", "metadata.json",
+                             "--port", str(port)], cwd=work, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(base + "/-/versions.json", timeout=2)
+            break
+        except (urllib.error.URLError, ConnectionError):
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                log.seek(0)
+                raise RuntimeError("datasette did not start:\n" + log.read())
+            time.sleep(0.2)
+    try:
+        yield base, rows, work, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def test_datasette_lists_the_plugin(served):
+    base = served[0]
+    status, body = get(base, "/-/plugins.json")
+    assert status == 200
+    plugin = [p for p in json.loads(body) if p["name"] == "datasette-vekter"]
+    assert plugin and plugin[0]["version"] == VERSION, body
+
+
+def test_configured_indexes_are_built_at_start_up(served):
+    """Before any query: /-/vekter.json shows what start-up built, under either configuration
+    name, and the reason for the table it could not build (also in Datasette's log)."""
+    base, _, _, log = served
+    status, body = get(base, "/-/vekter.json")
+    assert status == 200, body
+    page = json.loads(body)
+    assert page["version"] == VERSION
+    startup = {(t["database"], t["table"]): t["startup"] for t in page["configured_tables"]}
+    assert startup[("blog", "embeddings")].startswith("built in"), startup
+    assert startup[("docs", "docs")].startswith("built in"), startup
+    assert "no database named 'nosuch'" in startup[("nosuch", "x")], startup
+    held = {(i["content"], i["factory"]) for i in page["indexes"]}
+    assert ("embeddings", "Flat") in held and ("docs", "HNSW8") in held, page["indexes"]
+    log.seek(0)
+    assert "cannot build the index of nosuch/x" in log.read()
+    status, html = get(base, "/-/vekter")
+    assert status == 200 and f"vekter {VERSION}" in html
+
+
+def test_the_datasette_faiss_readme_query(served):
+    base, rows, _, _ = served
+    status, body = get(base, "/blog.json", sql=README_QUERY, _shape="array")
+    assert status == 200, body
+    want = nearest(rows, rows[1], 5)
+    got = json.loads(body)
+    assert sorted(got, key=lambda r: r["id"]) == [
+        {"id": i, "title": f"Entry {i}", "value": i} for i in sorted(want)], got
+
+
+def test_a_write_is_seen_by_the_next_query(served):
+    base, rows, work, _ = served
+    conn = sqlite3.connect(work / "blog.db")
+    near = [x + 1e-4 for x in rows[3]]
+    conn.execute("insert into embeddings values (1000, ?)", [struct.pack(f"<{DIM}f", *near)])
+    conn.commit()
+    conn.close()
+    sql = "select faiss_search('blog', 'embeddings', (select embedding from embeddings where id = 3), 2) as ids"
+    status, body = get(base, "/blog.json", sql=sql, _shape="array")
+    assert status == 200, body
+    assert json.loads(json.loads(body)[0]["ids"]) == [3, 1000]
+
+
+def test_shadow_tables_are_hidden(served):
+    base = served[0]
+    status, body = get(base, "/docs.json")
+    assert status == 200, body
+    tables = {t["name"]: t["hidden"] for t in json.loads(body)["tables"]}
+    assert tables["docs"] is False and tables["docs_idx"] is False, tables
+    for suffix in ("config", "chunks", "changes"):
+        assert tables[f"docs_idx_{suffix}"] is True, tables
+
+
+def test_sql_cannot_load_extensions(served):
+    base = served[0]
+    status, body = get(base, "/blog.json", sql="select load_extension('/tmp/x')", _shape="array")
+    assert status == 400 and "not authorized" in body, (status, body)
+
+
+# --- sqlite-utils-vekter -----------------------------------------------------------------------
+
+
+def test_sqlite_utils_plugin(tmp_path):
+    bindir = fresh_venv(tmp_path / "venv")
+    pip_install(bindir, tmp_path, "sqlite-utils")
+    run([bindir / "sqlite-utils", "install", wheel("vekter"), wheel("sqlite_utils_vekter")], tmp_path)
+    rows = make_blog(tmp_path / "blog.db")
+    query = json.dumps(rows[4])
+    out = run([bindir / "sqlite-utils", "query", "blog.db",
+               "select faiss_search('main', 'embeddings', :q, 4) as ids", "-p", "q", query], tmp_path)
+    assert json.loads(json.loads(out)[0]["ids"]) == nearest(rows, rows[4], 4)
+    out = run([bindir / "python", "-c", (
+        "import sqlite_utils; db = sqlite_utils.Database('blog.db'); "
+        "print(db.execute('select vekter_version()').fetchone()[0])")], tmp_path)
+    assert out.strip() == VERSION
+    plugins = json.loads(run([bindir / "sqlite-utils", "plugins"], tmp_path))
+    assert [p["version"] for p in plugins if p["name"] == "sqlite-utils-vekter"] == [VERSION], plugins
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
