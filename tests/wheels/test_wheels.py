@@ -190,9 +190,47 @@ def test_module_from_another_directory(plain):
     assert not strays, f"libraries taken from the system, not the wheel: {strays}"
 
 
+# What `dist/vekter.so` links to on this machine and a user's machine may lack.
+SYSTEM_LIBRARIES = ("libopenblas", "liblapack", "libblas", "libgomp", "libgfortran", "libquadmath")
+
+
+def hiding_system_libraries():
+    """A shell prefix that, inside a private mount namespace, makes the system's BLAS, LAPACK,
+    OpenMP and Fortran runtime unreadable (their directory under an empty tmpfs, each other file
+    under /dev/null): a machine that never installed them."""
+    libdir = Path("/usr/lib/x86_64-linux-gnu")
+    files = {os.path.realpath(p) for p in libdir.iterdir() if p.name.startswith(SYSTEM_LIBRARIES)}
+    dirs = [d for d in libdir.glob("openblas*") if d.is_dir()]
+    commands = [f"mount -t tmpfs none {d}" for d in dirs]
+    commands += [f"mount --bind /dev/null {f}" for f in sorted(files) if os.path.isfile(f)
+                 and not any(f.startswith(str(d) + "/") for d in dirs)]
+    return " && ".join(commands)
+
+
+def test_runs_on_a_machine_without_blas_or_openmp(plain):
+    """The wheel's copies are all it needs; the build tree's library, as a control, cannot load."""
+    bindir, work = plain
+    if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], check=False).returncode:
+        pytest.skip("needs root and unshare -m to hide the system libraries")
+    hide = hiding_system_libraries()
+    search = ("import sqlite3, vekter; c = sqlite3.connect(':memory:'); vekter.load(c); "
+              "c.execute('create table e (id integer primary key, embedding blob)'); "
+              "c.executemany('insert into e values (?, ?)', [(i, vekter.encode([i % 7, i % 11, 1])) for i in range(300)]); "
+              "c.execute(\"create virtual table x using faiss(content = e, factory = 'IVF4,Flat')\"); "
+              "print(c.execute(\"select faiss_search('main', 'e', '[3, 3, 1]', 3)\").fetchone()[0])")
+    result = subprocess.run(["unshare", "-m", "sh", "-c", f'{hide} && exec "$0" -c "$1"',
+                             bindir / "python", search], check=False, cwd=work, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [3, 80, 157]
+    control = subprocess.run(["unshare", "-m", "sh", "-c", f'{hide} && exec sqlite3 :memory: ".load $0" "select 1"',
+                              ROOT / "dist" / "vekter"], check=False, cwd=work, capture_output=True, text=True)
+    assert control.returncode != 0 and "Error" in control.stderr, (
+        f"the system libraries were not hidden: {control.stdout} {control.stderr}")
+
+
 def test_a_python_that_cannot_load_extensions_gets_told_why(plain):
     """pyenv's Python (first on PATH on these machines) has no enable_load_extension."""
-    bindir, work = plain
+    work = plain[1]
     probe = "import sqlite3; print(hasattr(sqlite3.Connection, 'enable_load_extension'))"
     pythons = [p for p in {shutil.which("python3"), "/usr/local/bin/python3"} if p and os.path.exists(p)]
     unable = [p for p in pythons if run([p, "-c", probe], work).strip() == "False"]
