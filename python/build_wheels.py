@@ -7,6 +7,8 @@
   gives the wheel its manylinux tag.
 - `datasette-vekter` and `sqlite-utils-vekter`: pure-Python plugins that depend on `vekter`.
 
+The vekter wheel carries the licences of what it holds in its .dist-info/licenses/ (LICENCES).
+
 One version for all three, read from Cargo.toml (the one `vekter_version()` reports).
 Wheels are zip files with a fixed layout (PEP 427); writing them directly keeps the build
 offline and byte-reproducible (fixed timestamps) apart from auditwheel's own rewrite.
@@ -17,6 +19,7 @@ Usage: python build_wheels.py DIST_DIR OUT_DIR   (auditwheel and patchelf on PAT
 import base64
 import hashlib
 import io
+import os
 import platform
 import shutil
 import subprocess
@@ -30,7 +33,24 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LIBRARIES = ("vekter.so", "vekter_avx2.so", "vekter_avx512.so")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-HOMEPAGE = "https://github.com/vekter/vekter"
+
+# The licences a copy of the vekter wheel must carry: vekter's own, FAISS's (compiled in), and
+# those of the shared libraries auditwheel copies in, from the Debian packages they come from.
+LICENCES = {
+    "LICENSE-MIT": ROOT / "LICENSE-MIT",
+    "LICENSE-APACHE": ROOT / "LICENSE-APACHE",
+    "FAISS-LICENSE": "faiss-sys-*/faiss/LICENSE",
+    "OpenBLAS-LAPACK-copyright": Path("/usr/share/doc/libopenblas0-pthread/copyright"),
+    "GCC-runtime-libgomp-libgfortran-libquadmath-copyright": Path("/usr/share/doc/libgomp1/copyright"),
+}
+
+SUMMARIES = {
+    "vekter": "FAISS inside SQLite: any FAISS index over an ordinary table, kept in sync, "
+              "stored in the database file",
+    "datasette-vekter": "vekter (FAISS inside SQLite) in every Datasette connection; a drop-in "
+                        "for datasette-faiss",
+    "sqlite-utils-vekter": "vekter (FAISS inside SQLite) in every sqlite-utils connection",
+}
 
 DESCRIPTIONS = {
     "vekter": """\
@@ -102,11 +122,36 @@ def main():
 def build_vekter(dist, tmp, version):
     files = package_files("vekter")
     files["vekter/_version.py"] = f'__version__ = "{version}"\n'.encode()
+    licences = f"{dist_info('vekter', version)}/licenses"
+    for name, source in LICENCES.items():
+        files[f"{licences}/{name}"] = licence_text(source)
+    files[f"{licences}/RUST-CRATES"] = rust_crates()
     for name in LIBRARIES:
         stripped = tmp / name
         subprocess.run(["strip", "--strip-debug", "-o", str(stripped), str(dist / name)], check=True)
         files[f"vekter/{name}"] = stripped.read_bytes()
     return write_wheel(tmp, "vekter", version, "py3-none-linux_x86_64", files, [], purelib=False)
+
+
+def licence_text(source):
+    if isinstance(source, str):  # a file of a crate's source, in cargo's registry
+        cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
+        found = sorted(cargo_home.glob(f"registry/src/*/{source}"))
+        source = found[-1] if found else cargo_home / "registry/src" / source
+    if not source.is_file():
+        sys.exit(f"build_wheels: {source} is missing: the wheel must carry that licence")
+    return source.read_bytes()
+
+
+def rust_crates():
+    """The Rust crates compiled into the builds, with their licences."""
+    tree = subprocess.run(
+        ["cargo", "tree", "--offline", "-e", "normal", "--prefix", "none", "--format", "{p} {l}"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout
+    lines = sorted({line.removesuffix(" (*)") for line in tree.splitlines() if line.strip()})
+    header = "Rust crates compiled into vekter.so, vekter_avx2.so and vekter_avx512.so:\n\n"
+    return (header + "\n".join(lines) + "\n").encode()
 
 
 def package_files(package):
@@ -128,8 +173,7 @@ def write_wheel(out, name, version, tag, files, requires, purelib=True):
         "Metadata-Version: 2.1",
         f"Name: {name}",
         f"Version: {version}",
-        "Summary: " + DESCRIPTIONS[name].splitlines()[2],
-        f"Home-page: {HOMEPAGE}",
+        f"Summary: {SUMMARIES[name]}",
         "License: MIT OR Apache-2.0",
         "Requires-Python: >=3.9",
         *(f"Requires-Dist: {r}" for r in requires),

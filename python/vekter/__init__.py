@@ -16,6 +16,8 @@ import math
 import numbers
 import os
 import struct
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 
 from vekter._version import __version__
 
@@ -53,8 +55,9 @@ def encode(vector):
     """A vector (a sequence of numbers, or a 1-d numpy array) as the float32 BLOB vekter reads.
 
     Unlike `datasette_faiss.encode`, it refuses what vekter would refuse later: an empty vector,
-    NaN, infinity and numbers outside the float32 range (ValueError), non-numbers (TypeError)."""
-    if isinstance(vector, (str, bytes, bytearray, memoryview)):
+    NaN, infinity and numbers outside the float32 range (ValueError), and anything that is not a
+    sequence of real numbers (TypeError)."""
+    if isinstance(vector, (str, bytes, bytearray, memoryview, AbstractSet, Mapping)):
         raise TypeError(
             f"vekter.encode: expected a sequence of numbers, got {type(vector).__name__}"
         )
@@ -63,34 +66,33 @@ def encode(vector):
     values = list(vector)
     if not values:
         raise ValueError("vekter.encode: the vector is empty")
-    for i, value in enumerate(values):
-        if not isinstance(value, numbers.Real):
-            raise TypeError(f"vekter.encode: element {i} is {type(value).__name__}, not a number")
+    floats = [_element(i, value) for i, value in enumerate(values)]
+    return struct.pack(f"<{len(floats)}f", *floats)
+
+
+def _element(i, value):
+    """One element as a float that float32 can hold, or the error that says which and why."""
+    real = isinstance(value, numbers.Real) or (
+        getattr(value, "ndim", None) == 0 and getattr(value, "dtype", None) is not None
+        and value.dtype.kind in "biuf"
+    )
+    if not real:
+        raise TypeError(f"vekter.encode: element {i} is {type(value).__name__}, not a number")
+    try:
         number = float(value)
-        if not math.isfinite(number):
-            raise ValueError(
-                f"vekter.encode: element {i} is {number}: only finite numbers are allowed"
-            )
-    try:
-        return struct.pack(f"<{len(values)}f", *values)
-    except OverflowError:
-        i = next(i for i, v in enumerate(values) if not _fits_float32(v))
-        raise ValueError(
-            f"vekter.encode: element {i} ({float(values[i])!r}) is outside the float32 range"
-        ) from None
-
-
-def _fits_float32(value):
-    try:
-        struct.pack("<f", value)
-        return True
-    except OverflowError:
-        return False
+        struct.pack("<f", number)
+    except (OverflowError, struct.error):
+        raise ValueError(f"vekter.encode: element {i} ({value!r:.40}) is outside the float32 range") from None
+    if not math.isfinite(number):
+        raise ValueError(f"vekter.encode: element {i} is {number}: only finite numbers are allowed")
+    return number
 
 
 def _encode_array(vector):
     import numpy
 
+    if numpy.ma.isMaskedArray(vector) and numpy.ma.is_masked(vector):
+        raise ValueError("vekter.encode: the array has masked elements")
     array = numpy.asarray(vector)
     if array.ndim != 1:
         raise ValueError(
@@ -98,8 +100,8 @@ def _encode_array(vector):
         )
     if array.size == 0:
         raise ValueError("vekter.encode: the vector is empty")
-    if not numpy.issubdtype(array.dtype, numpy.number) or numpy.iscomplexobj(array):
-        raise TypeError(f"vekter.encode: array of {array.dtype}, not real numbers")
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"vekter.encode: an array of {array.dtype}, not of real numbers")
     with numpy.errstate(over="ignore", invalid="ignore"):
         as_float32 = array.astype("<f4")
     bad = numpy.flatnonzero(~numpy.isfinite(as_float32))
@@ -112,8 +114,11 @@ def _encode_array(vector):
 
 
 def decode(blob):
-    """A float32 BLOB back as a tuple of floats (as `datasette_faiss.decode` returns)."""
-    data = bytes(blob)
+    """A float32 BLOB (bytes, bytearray or memoryview) back as a tuple of floats, as
+    `datasette_faiss.decode` returns."""
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise TypeError(f"vekter.decode: expected bytes, got {type(blob).__name__}")
+    data = bytes(memoryview(blob).cast("B"))
     if len(data) % 4:
         raise ValueError(
             f"vekter.decode: the blob has {len(data)} bytes, which is not a multiple of 4 (float32)"

@@ -3,18 +3,15 @@ HTTP: the README's json_each join, scores, errors, and freshness after a write."
 import contextlib
 import json
 import os
-import socket
 import sqlite3
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
-
 from conftest import LIB, encode
+from datasette_server import serving
 
 README_QUERY = """
 with related as (
@@ -29,12 +26,6 @@ with related as (
 )
 select blog_entry.id, blog_entry.title from related join blog_entry on blog_entry.id = related.value
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_blog(path, with_index=False):
@@ -54,30 +45,10 @@ def make_blog(path, with_index=False):
 
 @contextlib.contextmanager
 def datasette_serving(db):
-    """A real `datasette serve` with vekter loaded, on a free port; yields its base URL."""
-    port = free_port()
+    """A real `datasette serve` with vekter loaded by --load-extension; yields its base URL."""
     datasette = os.path.join(os.path.dirname(sys.executable), "datasette")
-    proc = subprocess.Popen(
-        [datasette, "serve", str(db), "--port", str(port), "--load-extension", LIB.removesuffix(".so")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                urllib.request.urlopen(base + "/-/versions.json", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if proc.poll() is not None or time.time() > deadline:
-                    proc.kill()
-                    raise RuntimeError(proc.stdout.read().decode())
-                time.sleep(0.2)
+    with serving([datasette, "serve", db, "--load-extension", LIB.removesuffix(".so")]) as (base, _):
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(params=[False, True], ids=["plain table", "faiss table"])

@@ -23,19 +23,16 @@ import apsw
 import vekter
 
 REAL = re.compile(r"-?\d+\.\d+(?:e[-+]\d+)?")
-ROOT = Path(".")
 ERROR_LINE = re.compile(r"^(?:Parse|Runtime) error near line (\d+): (.*?)(?: \(\d+\))?$")
 
 
 def main():
-    global ROOT
     golden = Path(sys.argv[1]).resolve()
-    ROOT = golden.parent.parent
     failed = 0
     files = sorted(golden.glob("*.sql"))
     for sql in files:
         expected = sql.with_suffix(".expected").read_text()
-        actual = run_file(sql)
+        actual = run_file(sql, root=golden.parent.parent)
         want, got = normalise(expected), normalise(actual)
         if want != got:
             failed += 1
@@ -71,15 +68,16 @@ def real_field(field):
 class Shell:
     """The state the dot commands change."""
 
-    def __init__(self):
+    def __init__(self, root):
+        self.root = root  # `.read` paths are relative to it
         self.conn = apsw.Connection(":memory:")
         self.mode = "list"
         self.bail = False
         self.failed = False
 
 
-def run_file(path):
-    shell = Shell()
+def run_file(path, root):
+    shell = Shell(root)
     out = []
     run_lines(shell, path, out)
     return "".join(out)
@@ -111,7 +109,7 @@ def dot_command(shell, line, out):
             raise SystemExit(f"golden_apsw: only vekter is loaded here, not {argument}")
         vekter.load(shell.conn)
     elif command == ".read":
-        run_lines(shell, ROOT / argument, out)
+        run_lines(shell, shell.root / argument, out)
     elif command == ".bail":
         shell.bail = argument == "on"
     elif command == ".mode" and argument in ("list", "box"):

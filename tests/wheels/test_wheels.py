@@ -16,12 +16,10 @@ import os
 import random
 import re
 import shutil
-import socket
 import sqlite3
 import struct
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.error
 import urllib.parse
@@ -30,12 +28,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from build_wheels import LIBRARIES
+from datasette_server import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 WHEELS = Path(os.environ.get("VEKTER_WHEELS", ROOT / "dist" / "wheels"))
 WHEEL_VENV = Path(os.environ.get("WHEEL_VENV", Path.home() / ".cache" / "vekter" / "wheel-venv"))
 VERSION = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
-LIBRARIES = ("vekter.so", "vekter_avx2.so", "vekter_avx512.so")
 DIM = 8
 
 
@@ -133,7 +132,8 @@ for bad, kind, words in [
     ([], ValueError, "empty"), ([1.0, float("nan")], ValueError, "element 1"),
     ([float("inf")], ValueError, "finite"), ([1e39], ValueError, "float32 range"),
     ([1, "2"], TypeError, "element 1 is str"), ("[1, 2]", TypeError, "sequence of numbers"),
-    (b"\x00\x00\x80\x3f", TypeError, "sequence of numbers"),
+    (b"\x00\x00\x80\x3f", TypeError, "sequence of numbers"), ([10**39], ValueError, "float32 range"),
+    ([10**400], ValueError, "float32 range"), ({1: 2.0}, TypeError, "got dict"), ([None], TypeError, "NoneType"),
 ]:
     try:
         vekter.encode(bad)
@@ -141,12 +141,15 @@ for bad, kind, words in [
         assert words in str(e), (bad, e)
     else:
         raise AssertionError(f"encode({bad!r}) was accepted")
-try:
-    vekter.decode(b"abc")
-except ValueError as e:
-    assert "multiple of 4" in str(e)
-else:
-    raise AssertionError("decode of 3 bytes was accepted")
+for bad, kind, words in [(b"abc", ValueError, "multiple of 4"), (8, TypeError, "expected bytes")]:
+    try:
+        vekter.decode(bad)
+    except kind as e:
+        assert words in str(e), (bad, e)
+    else:
+        raise AssertionError(f"decode({bad!r}) was accepted")
+assert vekter.decode(memoryview(b"\x00\x00\x80\x3f")) == (1.0,)
+assert vekter.encode(x for x in (1, 2)) == vekter.encode([1.0, 2.0])
 
 # load: search a plain table and a faiss table; SQL cannot load extensions afterwards.
 conn = sqlite3.connect(":memory:")
@@ -271,7 +274,7 @@ def test_auditwheel_and_every_needed_library(tmp_path):
         assert not outside, f"{elf.name} needs {outside}: neither in the wheel nor allowed by {tag.group(1)}"
         if any(n in inside for n in needed):
             assert re.search(r"R(UN)?PATH.*\$ORIGIN", dynamic), f"{elf.name} cannot find its copies"
-    assert {"vekter.so", "vekter_avx2.so", "vekter_avx512.so"} <= set(os.listdir(tmp_path / "wheel" / "vekter"))
+    assert set(LIBRARIES) <= set(os.listdir(tmp_path / "wheel" / "vekter"))
 
 
 def test_golden_sql_under_a_current_sqlite(plain):
@@ -285,7 +288,8 @@ def test_golden_sql_under_a_current_sqlite(plain):
                             check=False, cwd=work, capture_output=True, text=True, timeout=600)
     print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 passed, 0 failed" in result.stdout or " 0 failed" in result.stdout
+    files = len(list((ROOT / "tests/golden").glob("*.sql")))
+    assert files >= 5 and f"{files} passed, 0 failed" in result.stdout, result.stdout
 
 
 # --- datasette-vekter --------------------------------------------------------------------------
@@ -301,12 +305,6 @@ def datasette_env(tmp_path_factory):
     return bindir, work
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(base, path, **params):
     url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
     try:
@@ -316,7 +314,13 @@ def get(base, path, **params):
         return e.code, e.read().decode()
 
 
-# Word for word from datasette-faiss's README.
+def sql(base, database, query):
+    status, body = get(base, f"/{database}.json", sql=query, _shape="array")
+    assert status == 200, body
+    return json.loads(body)
+
+
+# As in datasette-faiss's README.
 README_QUERY = """
 with related as (
   select value from json_each(
@@ -332,50 +336,47 @@ select * from blog_entry, related
 where id = value
 """
 
+WITH_VEKTER = "import sqlite3, sys, vekter; c = sqlite3.connect(sys.argv[1]); vekter.load(c); c.executescript(sys.argv[2])"
+
 
 @pytest.fixture(scope="module")
 def served(datasette_env):
-    """`datasette serve blog.db docs.db -m metadata.json`: no --load-extension; the
-    datasette-faiss configuration names blog/embeddings, this plugin's names docs/docs and a
-    database that does not exist."""
+    """`datasette serve blog.db docs.db other/blog.db secret.db -i docs.db --crossdb -m
+    metadata.json`, and no --load-extension:
+    - blog.db: datasette-faiss's tables; configured under `datasette-faiss`;
+    - docs.db: WAL mode, served immutable, a faiss table over column `vec`; the content table
+      and the faiss table itself configured under `datasette-vekter`;
+    - other/blog.db: Datasette names it blog_2;
+    - secret.db: a faiss table, configured, but `allow: false` for everyone;
+    - and a database that does not exist, configured."""
     bindir, work = datasette_env
     rows = make_blog(work / "blog.db")
+    (work / "other").mkdir()
+    make_blog(work / "other" / "blog.db", n=20)
     docs = sqlite3.connect(work / "docs.db")
-    docs.execute("create table docs (id integer primary key, embedding blob)")
+    docs.execute("pragma journal_mode = wal")
+    docs.execute("create table docs (id integer primary key, vec blob)")
     docs.executemany("insert into docs values (?, ?)",
                      [(i, struct.pack(f"<{DIM}f", *v)) for i, v in enumerate(vectors(40, seed=8))])
     docs.commit()
     docs.close()
-    subprocess.run([bindir / "python", "-c", (
-        "import sqlite3, vekter; c = sqlite3.connect('docs.db'); vekter.load(c); "
-        "c.execute(\"create virtual table docs_idx using faiss(content = docs, factory = 'HNSW8')\"); c.commit()")],
-        cwd=work, check=True)
-    (work / "metadata.json").write_text(json.dumps({"plugins": {
-        "datasette-faiss": {"tables": [["blog", "embeddings"]]},
-        "datasette-vekter": {"tables": [["docs", "docs"], ["nosuch", "x"]]},
-    }}))
-    port = free_port()
-    log = open(work / "datasette.log", "w+")  # noqa: SIM115 (closed after the server stops)
-    proc = subprocess.Popen([bindir / "datasette", "serve", "blog.db", "docs.db", "-m", "metadata.json",
-                             "--port", str(port)], cwd=work, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(base + "/-/versions.json", timeout=2)
-            break
-        except (urllib.error.URLError, ConnectionError):
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                log.seek(0)
-                raise RuntimeError("datasette did not start:\n" + log.read())
-            time.sleep(0.2)
-    try:
+    run([bindir / "python", "-c", WITH_VEKTER, "docs.db",
+         "create virtual table docs_idx using faiss(content = docs, column = vec, factory = 'HNSW8')"], work)
+    make_blog(work / "secret.db", n=10)
+    run([bindir / "python", "-c", WITH_VEKTER, "secret.db",
+         "create virtual table secret_idx using faiss(content = embeddings)"], work)
+    (work / "metadata.json").write_text(json.dumps({
+        "databases": {"secret": {"allow": False}},
+        "plugins": {
+            "datasette-faiss": {"tables": [["blog", "embeddings"]]},
+            "datasette-vekter": {"tables": [["docs", "docs"], ["docs", "docs_idx"], ["secret", "embeddings"],
+                                            ["nosuch", "x"]]},
+        },
+    }))
+    command = [bindir / "datasette", "serve", "blog.db", "other/blog.db", "secret.db", "-i", "docs.db",
+               "--crossdb", "-m", "metadata.json"]
+    with serving(command, cwd=work) as (base, log):
         yield base, rows, work, log
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def test_datasette_lists_the_plugin(served):
@@ -388,18 +389,20 @@ def test_datasette_lists_the_plugin(served):
 
 def test_configured_indexes_are_built_at_start_up(served):
     """Before any query: /-/vekter.json shows what start-up built, under either configuration
-    name, and the reason for the table it could not build (also in Datasette's log)."""
+    name (a faiss table named directly, and one over another vector column, included), and the
+    reason for the table it could not build (also in Datasette's log)."""
     base, _, _, log = served
     status, body = get(base, "/-/vekter.json")
     assert status == 200, body
     page = json.loads(body)
-    assert page["version"] == VERSION
+    assert page["version"] == VERSION and page["debug"]["vekter"] == VERSION
     startup = {(t["database"], t["table"]): t["startup"] for t in page["configured_tables"]}
-    assert startup[("blog", "embeddings")].startswith("built in"), startup
-    assert startup[("docs", "docs")].startswith("built in"), startup
-    assert "no database named 'nosuch'" in startup[("nosuch", "x")], startup
-    held = {(i["content"], i["factory"]) for i in page["indexes"]}
-    assert ("embeddings", "Flat") in held and ("docs", "HNSW8") in held, page["indexes"]
+    for table in [("blog", "embeddings"), ("docs", "docs"), ("docs", "docs_idx")]:
+        assert startup.pop(table).startswith("built in"), (table, startup)
+    assert "no database named 'nosuch'" in startup.pop(("nosuch", "x"))
+    assert startup == {}, "secret's entry shows to a visitor who may not see secret"
+    held = {(i["database"], i["content"], i["factory"], i["loads"]) for i in page["indexes"]}
+    assert held == {("blog", "embeddings", "Flat", 0), ("docs", "docs", "HNSW8", 1)}, page["indexes"]
     log.seek(0)
     assert "cannot build the index of nosuch/x" in log.read()
     status, html = get(base, "/-/vekter")
@@ -408,12 +411,19 @@ def test_configured_indexes_are_built_at_start_up(served):
 
 def test_the_datasette_faiss_readme_query(served):
     base, rows, _, _ = served
-    status, body = get(base, "/blog.json", sql=README_QUERY, _shape="array")
-    assert status == 200, body
+    got = sql(base, "blog", README_QUERY)
     want = nearest(rows, rows[1], 5)
-    got = json.loads(body)
     assert sorted(got, key=lambda r: r["id"]) == [
         {"id": i, "title": f"Entry {i}", "value": i} for i in sorted(want)], got
+
+
+def test_every_database_name_datasette_gives(served):
+    """A second blog.db is `blog_2` in Datasette; --crossdb's _memory sees every database."""
+    base, rows, _, _ = served
+    q = "select faiss_search('{}', 'embeddings', (select embedding from {}embeddings where id = 2), 3) as ids"
+    other = dict(list(rows.items())[:20])
+    assert json.loads(sql(base, "blog_2", q.format("blog_2", ""))[0]["ids"]) == nearest(other, rows[2], 3)
+    assert json.loads(sql(base, "_memory", q.format("blog", "blog."))[0]["ids"]) == nearest(rows, rows[2], 3)
 
 
 def test_a_write_is_seen_by_the_next_query(served):
@@ -423,26 +433,58 @@ def test_a_write_is_seen_by_the_next_query(served):
     conn.execute("insert into embeddings values (1000, ?)", [struct.pack(f"<{DIM}f", *near)])
     conn.commit()
     conn.close()
-    sql = "select faiss_search('blog', 'embeddings', (select embedding from embeddings where id = 3), 2) as ids"
-    status, body = get(base, "/blog.json", sql=sql, _shape="array")
+    q = "select faiss_search('blog', 'embeddings', (select embedding from embeddings where id = 3), 2) as ids"
+    assert json.loads(sql(base, "blog", q)[0]["ids"]) == [3, 1000]
+
+
+def hidden_tables(base, database):
+    status, body = get(base, f"/{database}.json")
     assert status == 200, body
-    assert json.loads(json.loads(body)[0]["ids"]) == [3, 1000]
+    return {t["name"]: t["hidden"] for t in json.loads(body)["tables"]}
 
 
 def test_shadow_tables_are_hidden(served):
-    base = served[0]
-    status, body = get(base, "/docs.json")
-    assert status == 200, body
-    tables = {t["name"]: t["hidden"] for t in json.loads(body)["tables"]}
+    """In an immutable WAL database, and for a faiss table made after start-up."""
+    base, _, work, _ = served
+    tables = hidden_tables(base, "docs")
     assert tables["docs"] is False and tables["docs_idx"] is False, tables
-    for suffix in ("config", "chunks", "changes"):
-        assert tables[f"docs_idx_{suffix}"] is True, tables
+    assert all(tables[f"docs_idx_{suffix}"] for suffix in ("config", "chunks", "changes")), tables
+    run([served_python(work), "-c", WITH_VEKTER, "blog.db",
+         "create virtual table late_idx using faiss(content = embeddings)"], work)
+    tables = hidden_tables(base, "blog")
+    assert tables["late_idx"] is False and tables["late_idx_chunks"] is True, tables
+
+
+def served_python(work):
+    return work / "venv" / "bin" / "python"
+
+
+def test_private_databases_stay_private(served):
+    base = served[0]
+    assert get(base, "/secret.json")[0] == 403
+    status, body = get(base, "/-/vekter.json")
+    assert status == 200 and "secret" not in body, body
 
 
 def test_sql_cannot_load_extensions(served):
     base = served[0]
     status, body = get(base, "/blog.json", sql="select load_extension('/tmp/x')", _shape="array")
     assert status == 400 and "not authorized" in body, (status, body)
+
+
+def test_a_malformed_configuration_does_not_stop_datasette(datasette_env, tmp_path):
+    bindir, _ = datasette_env
+    make_blog(tmp_path / "blog.db", n=5)
+    (tmp_path / "metadata.json").write_text(json.dumps({"plugins": {
+        "datasette-faiss": ["blog", "embeddings"], "datasette-vekter": {"tables": "blog"}}}))
+    command = [bindir / "datasette", "serve", "blog.db", "-m", "metadata.json"]
+    with serving(command, cwd=tmp_path) as (base, log):
+        status, body = get(base, "/-/vekter.json")
+        assert status == 200 and json.loads(body)["configured_tables"] == []
+        log.seek(0)
+        output = log.read()
+    assert "each entry of 'tables' is a [database, table] pair" in output, output
+    assert "the configuration is" in output, output
 
 
 # --- sqlite-utils-vekter -----------------------------------------------------------------------
