@@ -12,6 +12,7 @@ use crate::json::{hex, IdValue};
 use crate::sqlite::{quote_ident, Cell, Conn, Stmt, StmtCache};
 use crate::vector;
 
+use super::changelog::TRIGGERS;
 use super::config::Meta;
 use super::key::{KeyPart, KeyShape, RowKey};
 
@@ -92,6 +93,30 @@ pub(crate) fn found(stmt: &Stmt, shape: &KeyShape, partition_at: Option<i32>) ->
     Some(Found { handle, key, part })
 }
 
+/// Whether the change log hears of every row the content table loses, as the content table's
+/// schema decides it, cached per schema version (`PRAGMA schema_version`: any `CREATE UNIQUE
+/// INDEX` or `DROP TRIGGER`, from any connection, changes it).
+///
+/// Two ways lose a row unheard: `INSERT OR REPLACE` (or `REPLACE`) conflicting on a UNIQUE
+/// index deletes the old row without firing DELETE triggers (unless `recursive_triggers` is
+/// on); and a sync trigger dropped behind vekter's back. A table whose only uniqueness is its
+/// rowid, with all three triggers in place, loses rows only through the log: a REPLACE by
+/// rowid fires the INSERT trigger for that same rowid.
+pub(crate) struct RowLoss {
+    /// The faiss table's sync triggers, `<name>_vekter_{ai,ad,au}`.
+    triggers: [String; 3],
+    known: std::cell::Cell<Option<(i64, bool)>>,
+}
+
+impl RowLoss {
+    pub(crate) fn new(faiss_table: &str) -> RowLoss {
+        RowLoss {
+            triggers: TRIGGERS.map(|suffix| format!("{faiss_table}_vekter_{suffix}")),
+            known: std::cell::Cell::new(None),
+        }
+    }
+}
+
 /// The content table of one `faiss` table, as one connection sees it.
 pub(crate) struct Content<'a> {
     conn: Conn,
@@ -99,16 +124,66 @@ pub(crate) struct Content<'a> {
     meta: &'a Meta,
     /// Statements run on every search, prepared once per faiss table object.
     stmts: &'a StmtCache,
+    row_loss: &'a RowLoss,
 }
 
 impl<'a> Content<'a> {
-    pub(crate) fn new(conn: Conn, schema: &'a str, meta: &'a Meta, stmts: &'a StmtCache) -> Self {
+    pub(crate) fn new(
+        conn: Conn,
+        schema: &'a str,
+        meta: &'a Meta,
+        stmts: &'a StmtCache,
+        row_loss: &'a RowLoss,
+    ) -> Self {
         Content {
             conn,
             schema,
             meta,
             stmts,
+            row_loss,
         }
+    }
+
+    /// True when every row the content table loses is in the change log (see [`RowLoss`]).
+    fn losses_all_logged(&self) -> Result<bool> {
+        let version_sql = format!("PRAGMA {}.schema_version", quote_ident(self.schema));
+        let version = self.stmts.with(self.conn, &version_sql, |stmt| {
+            stmt.step()?;
+            Ok(match stmt.cell(0) {
+                Cell::Integer(v) => v,
+                _ => -1,
+            })
+        })?;
+        if let Some((at, logged)) = self.row_loss.known.get() {
+            if at == version {
+                return Ok(logged);
+            }
+        }
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT (SELECT count(*) FROM pragma_index_list(?1, ?2) WHERE \"unique\") = 0 \
+             AND (SELECT count(*) FROM {}.sqlite_master WHERE type = 'trigger' \
+                  AND tbl_name = ?1 COLLATE NOCASE AND name IN (?3, ?4, ?5)) = 3",
+            quote_ident(self.schema)
+        ))?;
+        stmt.bind_text(1, &self.meta.content)?;
+        stmt.bind_text(2, self.schema)?;
+        for (i, trigger) in self.row_loss.triggers.iter().enumerate() {
+            stmt.bind_text(3 + i as i32, trigger)?;
+        }
+        stmt.step()?;
+        let logged = stmt.cell(0) == Cell::Integer(1);
+        self.row_loss.known.set(Some((version, logged)));
+        Ok(logged)
+    }
+
+    /// True when `locate` can answer without reading the table: rows are identified by their
+    /// rowid, `id` is the rowid, and no row can be gone without the change log saying so.
+    fn located_by_handle(&self) -> Result<bool> {
+        let id_is_rowid = match &self.meta.id_column {
+            None => true,
+            Some(column) => column.eq_ignore_ascii_case(&self.meta.pk),
+        };
+        Ok(self.meta.key == KeyShape::Rowid && id_is_rowid && self.losses_all_logged()?)
     }
 
     /// `"schema"."table"`, for SQL.
@@ -276,6 +351,12 @@ impl<'a> Content<'a> {
     /// array). `None` for a row this connection cannot see in the content table (deleted in a
     /// way no trigger saw, or committed after this connection's read snapshot began).
     pub(crate) fn locate(&self, rows: &[RowRef]) -> Result<Vec<Option<(i64, IdValue)>>> {
+        if self.located_by_handle()? {
+            return Ok(rows
+                .iter()
+                .map(|row| Some((row.handle, IdValue::Integer(row.handle))))
+                .collect());
+        }
         let id = match (&self.meta.id_column, &self.meta.key) {
             (Some(column), _) => quote_ident(column),
             (None, KeyShape::Columns { columns, .. }) if columns.len() == 1 => {
