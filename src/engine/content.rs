@@ -4,6 +4,7 @@
 //!
 //! [`read_vector`] is the one place a stored vector is parsed and checked against the index.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use crate::catalog::{object_type, row_id_value};
@@ -419,18 +420,21 @@ impl<'a> Content<'a> {
 
     /// The handles of the rows with these rowids (a `rowid = …` filter on a table keyed by
     /// columns); rows that are gone or have a NULL key are left out.
-    pub(crate) fn handles_of_rowids(&self, rowids: impl Iterator<Item = i64>) -> Result<Vec<i64>> {
+    pub(crate) fn handles_of_rowids(
+        &self,
+        rowids: impl Iterator<Item = i64>,
+    ) -> Result<HashMap<i64, i64>> {
         let sql = format!(
             "SELECT {} FROM {} AS t WHERE t.rowid = ?1",
             self.meta.key.select("t"),
             self.table()
         );
         self.stmts.with(self.conn, &sql, |stmt| {
-            let mut out = Vec::new();
+            let mut out = HashMap::new();
             for rowid in rowids {
                 stmt.bind_i64(1, rowid)?;
                 if stmt.step()? {
-                    out.extend(found(stmt, &self.meta.key, None).map(|f| f.handle));
+                    out.extend(found(stmt, &self.meta.key, None).map(|f| (rowid, f.handle)));
                 }
                 stmt.reset();
             }

@@ -4,7 +4,7 @@
 //! the content table now. Also the listing a faiss table gives without a query.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::{bail, Error, Kind, Result};
 use crate::index::{Bitmap, Hit, Index};
@@ -19,13 +19,17 @@ use super::state::{LiveState, Part};
 use super::sync::{with_current, Overlay};
 use super::LiveTable;
 
+/// The results one search may gather, over all its query vectors (k, times rerank, each).
+const MAX_RESULT_SLOTS: usize = 1 << 24;
+
 /// A filter with at most this many rows is searched exactly when FAISS returns too few.
 const EXACT_FILTER_MAX: usize = 200_000;
 
-/// One k-nearest-neighbour request.
+/// One k-nearest-neighbour request, for one query vector or several answered together (one
+/// FAISS call for all of them: `WHERE query IN (…)`, `neighbours_of IN (…)`).
 #[derive(Clone, Copy)]
 pub(crate) struct Query<'a> {
-    pub(crate) vector: &'a [f32],
+    pub(crate) vectors: &'a [Vec<f32>],
     pub(crate) k: usize,
     /// Only these rows may be returned (`rowid IN (…)`): content rowids, or the faiss table's
     /// own rowids for a WITHOUT ROWID content table.
@@ -33,6 +37,9 @@ pub(crate) struct Query<'a> {
     pub(crate) params: &'a SearchParams,
     /// The partition to search (partitioned tables only).
     pub(crate) partition: Option<&'a KeyPart>,
+    /// Per query vector, a row left out of its results (the stored row whose neighbours are
+    /// asked for), in the same value space as `filter`; empty when none is.
+    pub(crate) exclude: &'a [Option<i64>],
 }
 
 impl Query<'_> {
@@ -66,23 +73,28 @@ fn check_partition(table: &LiveTable, partition: Option<&KeyPart>) -> Result<()>
     Err(Error::invalid(message).naming_table())
 }
 
-/// The `k` nearest rows for `query`, nearest first.
-pub(crate) fn nearest(table: &LiveTable, state: &ConnState, query: &Query) -> Result<Vec<Found>> {
+/// The `k` nearest rows for each query vector, nearest first.
+pub(crate) fn nearest(
+    table: &LiveTable,
+    state: &ConnState,
+    query: &Query,
+) -> Result<Vec<Vec<Found>>> {
     check_partition(table, query.partition)?;
+    let exclude = excluded_handles(table, query)?;
     // Rows the content table no longer has (deleted where no trigger saw it, e.g. by
     // INSERT OR REPLACE on another UNIQUE column) are dropped and more are fetched.
     let mut extra = 0;
     let mut exclusive = query.exclusive();
     loop {
         let wanted = Query {
-            k: query.k + extra,
+            k: query.k + extra + usize::from(exclude.iter().any(Option::is_some)),
             ..*query
         };
         let found = with_current(table, state, exclusive, |s, overlay| {
             let Some(hits) = search(table, s, overlay, &wanted)? else {
                 return Ok(None);
             };
-            let refs = refs(s.get(), overlay, hits.iter().map(|h| h.0));
+            let refs = refs(s.get(), overlay, hits.iter().flatten().map(|h| h.0));
             let located = table.content().locate(&refs)?;
             Ok(Some((hits, located)))
         })?;
@@ -90,26 +102,81 @@ pub(crate) fn nearest(table: &LiveTable, state: &ConnState, query: &Query) -> Re
             exclusive = true;
             continue;
         };
-        let exhausted = hits.len() < wanted.k;
-        let missing = located.iter().filter(|l| l.is_none()).count();
-        let rows: Vec<Found> = hits
-            .into_iter()
-            .zip(located)
-            .filter_map(|((_, distance), at)| {
-                let (rowid, id) = at?;
-                Some(Found {
-                    rowid,
-                    id,
-                    distance,
+        let mut located = located.into_iter();
+        let mut answers = Vec::with_capacity(hits.len());
+        let mut short = 0;
+        for (i, hits) in hits.into_iter().enumerate() {
+            let exhausted = hits.len() < wanted.k;
+            let at: Vec<_> = located.by_ref().take(hits.len()).collect();
+            let missing = at.iter().filter(|l| l.is_none()).count();
+            let left_out = exclude.get(i).copied().flatten();
+            let rows: Vec<Found> = hits
+                .into_iter()
+                .zip(at)
+                .filter(|((handle, _), _)| Some(*handle) != left_out)
+                .filter_map(|((_, distance), at)| {
+                    let (rowid, id) = at?;
+                    Some(Found {
+                        rowid,
+                        id,
+                        distance,
+                    })
                 })
-            })
-            .take(query.k)
-            .collect();
-        if missing == 0 || rows.len() >= query.k || exhausted || extra > 4096 {
-            return Ok(rows);
+                .take(query.k)
+                .collect();
+            if !(missing == 0 || rows.len() >= query.k || exhausted) {
+                short = short.max(missing);
+            }
+            answers.push(rows);
         }
-        extra = (extra * 2).max(missing * 2);
+        if short == 0 || extra > 4096 {
+            return Ok(answers);
+        }
+        extra = (extra * 2).max(short * 2);
     }
+}
+
+/// The handles of the rows each query vector leaves out of its own results.
+fn excluded_handles(table: &LiveTable, query: &Query) -> Result<Vec<Option<i64>>> {
+    let handles = handles_of(table, query.exclude.iter().flatten().copied())?;
+    Ok(query
+        .exclude
+        .iter()
+        .map(|r| r.and_then(|r| handles.get(&r).copied()))
+        .collect())
+}
+
+/// The handles of the rows with these faiss-table rowids (rows that are gone left out): the
+/// rowids themselves, unless the table is keyed by columns and has rowids.
+fn handles_of(table: &LiveTable, rowids: impl Iterator<Item = i64>) -> Result<HashMap<i64, i64>> {
+    match &table.meta().key {
+        KeyShape::Columns {
+            without_rowid: false,
+            ..
+        } => table.content().handles_of_rowids(rowids),
+        _ => Ok(rowids.map(|r| (r, r)).collect()),
+    }
+}
+
+/// The vectors of the stored rows with these faiss-table rowids, as this connection sees the
+/// content table (`None`: no such row, or no vector an index could hold): what
+/// `neighbours_of` searches with.
+pub(crate) fn stored_vectors(
+    table: &LiveTable,
+    state: &ConnState,
+    rowids: &[i64],
+) -> Result<Vec<Option<Vec<f32>>>> {
+    let handles = handles_of(table, rowids.iter().copied())?;
+    let mut vectors: HashMap<i64, Vec<f32>> = with_current(table, state, false, |s, overlay| {
+        let refs = refs(s.get(), overlay, handles.values().copied());
+        table.content().vectors_of(&refs)
+    })?
+    .into_iter()
+    .collect();
+    Ok(rowids
+        .iter()
+        .map(|r| handles.get(r).and_then(|h| vectors.remove(h)))
+        .collect())
 }
 
 /// Where the rows of `handles` are: their keys, from the state or this connection's overlay.
@@ -193,34 +260,28 @@ pub(crate) fn locate(table: &LiveTable, row: &Listed) -> Result<Option<(i64, IdV
 /// The handles of the rows a `rowid` filter names: the rowids themselves, unless the table is
 /// keyed by columns and has rowids (then each row's key gives its handle).
 fn to_handles(table: &LiveTable, filter: &HashSet<i64>) -> Result<HashSet<i64>> {
-    Ok(match &table.meta().key {
-        KeyShape::Columns {
-            without_rowid: false,
-            ..
-        } => table
-            .content()
-            .handles_of_rowids(filter.iter().copied())?
-            .into_iter()
-            .collect(),
-        _ => filter.clone(),
-    })
+    Ok(handles_of(table, filter.iter().copied())?
+        .into_values()
+        .collect())
 }
 
-/// The `k` nearest rows as `(handle, distance)`, nearest first. `None` when the query sets
-/// parameters that need the index exclusively but `state` is shared: ask again with it.
+/// The `k` nearest rows of each query vector as `(handle, distance)`, nearest first. `None`
+/// when the query sets parameters that need the index exclusively but `state` is shared: ask
+/// again with it.
 fn search(
     table: &LiveTable,
     state: &mut StateRef,
     overlay: &Overlay,
     query: &Query,
-) -> Result<Option<Vec<(i64, f32)>>> {
+) -> Result<Option<PerQuery>> {
     let meta = table.meta();
     query.params.check_per_query()?;
-    if query.vector.len() != state.get().dim() {
+    let dim = state.get().dim();
+    if let Some(v) = query.vectors.iter().find(|v| v.len() != dim) {
         bail!(
             "query vector has {} dimensions but the index has {}",
-            query.vector.len(),
-            state.get().dim()
+            v.len(),
+            dim
         );
     }
     let filter = match query.filter {
@@ -238,10 +299,28 @@ fn search(
     };
     let Some(part) = state.get().part(query.partition) else {
         // A partition with no rows in the shared index: only this connection's own may match.
-        let mut hits = search.overlay_hits(state.get().dim());
-        hits.truncate(query.k);
-        return Ok(Some(hits));
+        return Ok(Some(
+            query
+                .vectors
+                .iter()
+                .map(|v| {
+                    let mut hits = search.overlay_hits(v, dim);
+                    hits.truncate(query.k);
+                    hits
+                })
+                .collect(),
+        ));
     };
+    // Bounded before FAISS allocates k results per query vector.
+    let per_query = search.fetch.min(part.live_count() + overlay.rows.len());
+    if query.vectors.len().saturating_mul(per_query) > MAX_RESULT_SLOTS {
+        bail!(TooBig:
+            "{} query vectors with k = {} ask for more than {MAX_RESULT_SLOTS} results in one \
+             search: split the IN list, or lower k",
+            query.vectors.len(),
+            query.k
+        );
+    }
     // An nprobe alone travels inside the search's own parameters, under the shared lock.
     let nprobe = query.params.nprobe_only().filter(|_| part.index.is_ivf());
     // An exact stand-in for a refused snapshot (`persist::load`) takes no FAISS parameters.
@@ -275,12 +354,17 @@ fn search(
         }
         result?
     };
-    if search.fetch > query.k && !hits.is_empty() {
-        hits = search.rescore(state.get(), &hits)?;
+    for (vector, hits) in query.vectors.iter().zip(hits.iter_mut()) {
+        if search.fetch > query.k && !hits.is_empty() {
+            *hits = search.rescore(state.get(), vector, hits)?;
+        }
+        hits.truncate(query.k);
     }
-    hits.truncate(query.k);
     Ok(Some(hits))
 }
+
+/// For each query vector, its candidates as `(handle, distance)`, nearest first.
+type PerQuery = Vec<Vec<(i64, f32)>>;
 
 /// One search of one part, with what it needs besides the part.
 struct Search<'a> {
@@ -289,68 +373,77 @@ struct Search<'a> {
     query: &'a Query<'a>,
     /// The `rowid` filter as handles.
     filter: Option<&'a HashSet<i64>>,
-    /// Candidates to fetch: k, times `rerank`.
+    /// Candidates to fetch per query vector: k, times `rerank`.
     fetch: usize,
 }
 
 impl Search<'_> {
-    /// Up to `fetch` candidates from FAISS plus the overlay, nearest first.
+    /// Up to `fetch` candidates per query vector from FAISS (one call for them all) plus the
+    /// overlay, nearest first.
     fn candidates(
         &self,
         state: &LiveState,
         part: &Part,
         nprobe: Option<usize>,
-    ) -> Result<Vec<(i64, f32)>> {
-        let (query, fetch) = (self.query, self.fetch);
+    ) -> Result<PerQuery> {
+        let (vectors, fetch) = (self.query.vectors, self.fetch);
         let index = &part.index;
         let allowed = allowed_slots(part, self.overlay, self.filter);
         let available = allowed
             .as_ref()
             .map_or(part.live_count(), |b| b.count_ones());
         let want = fetch.min(available);
-        let mut hits = if want == 0 {
-            Vec::new()
+        let all: Vec<f32> = vectors.concat();
+        let found = if want == 0 {
+            vec![Vec::new(); vectors.len()]
         } else {
-            match index.search_selected(query.vector, fetch, allowed.as_deref(), nprobe) {
+            match index.search_selected_many(&all, fetch, allowed.as_deref(), nprobe) {
                 Ok(hits) => hits,
                 // Index types whose search takes no selector: filter FAISS's results ourselves.
                 Err(e) if e.kind() == Kind::Unsupported => match &allowed {
-                    Some(b) => post_filter(index, query.vector, fetch, b, nprobe)?,
+                    Some(b) => vectors
+                        .iter()
+                        .map(|v| post_filter(index, v, fetch, b, nprobe))
+                        .collect::<Result<_>>()?,
                     None => return Err(e),
                 },
                 Err(e) => return Err(e),
             }
         };
-        if hits.len() < want {
-            // An approximate index can miss filtered rows: search the allowed rows exactly.
-            if let (Some(filter), true) = (self.filter, available <= EXACT_FILTER_MAX) {
-                let handles = filter
-                    .iter()
-                    .copied()
-                    .filter(|&h| part.slot_of(h).is_some() && !self.overlay.changed.contains(&h));
-                let rows = self
-                    .table
-                    .content()
-                    .vectors_of(&refs(state, self.overlay, handles))?;
-                return Ok(merge(
-                    self.exact(&rows),
-                    self.overlay_hits(index.dim()),
-                    fetch,
-                ));
+        let mut out = Vec::with_capacity(vectors.len());
+        for (vector, mut hits) in vectors.iter().zip(found) {
+            if hits.len() < want {
+                // An approximate index can miss filtered rows: search the allowed rows exactly.
+                if let (Some(filter), true) = (self.filter, available <= EXACT_FILTER_MAX) {
+                    let handles = filter.iter().copied().filter(|&h| {
+                        part.slot_of(h).is_some() && !self.overlay.changed.contains(&h)
+                    });
+                    let rows =
+                        self.table
+                            .content()
+                            .vectors_of(&refs(state, self.overlay, handles))?;
+                    out.push(merge(
+                        self.exact(vector, &rows),
+                        self.overlay_hits(vector, index.dim()),
+                        fetch,
+                    ));
+                    continue;
+                }
+                if let Some(b) = &allowed {
+                    hits = post_filter(index, vector, fetch, b, nprobe)?;
+                }
             }
-            if let Some(b) = &allowed {
-                hits = post_filter(index, query.vector, fetch, b, nprobe)?;
-            }
+            let base: Vec<(i64, f32)> = hits
+                .iter()
+                .filter_map(|h| Some((part.handle_at(h.label as usize)?, h.distance)))
+                .collect();
+            out.push(merge(base, self.overlay_hits(vector, index.dim()), fetch));
         }
-        let base: Vec<(i64, f32)> = hits
-            .iter()
-            .filter_map(|h| Some((part.handle_at(h.label as usize)?, h.distance)))
-            .collect();
-        Ok(merge(base, self.overlay_hits(index.dim()), fetch))
+        Ok(out)
     }
 
     /// This connection's own rows of the partition (and filter), searched exactly.
-    fn overlay_hits(&self, dim: usize) -> Vec<(i64, f32)> {
+    fn overlay_hits(&self, vector: &[f32], dim: usize) -> Vec<(i64, f32)> {
         let rows: Vec<(i64, Vec<f32>)> = self
             .overlay
             .rows
@@ -359,22 +452,27 @@ impl Search<'_> {
             .filter(|r| self.filter.is_none_or(|f| f.contains(&r.handle)))
             .map(|r| (r.handle, r.vector.clone()))
             .collect();
-        merge(self.exact(&rows), Vec::new(), self.fetch)
+        merge(self.exact(vector, &rows), Vec::new(), self.fetch)
     }
 
-    /// Exact distances of `rows` from the query.
-    fn exact(&self, rows: &[(i64, Vec<f32>)]) -> Vec<(i64, f32)> {
+    /// Exact distances of `rows` from `vector`.
+    fn exact(&self, vector: &[f32], rows: &[(i64, Vec<f32>)]) -> Vec<(i64, f32)> {
         let metric = self.table.meta().metric;
         rows.iter()
-            .map(|(handle, v)| (*handle, metric.exact_distance(self.query.vector, v)))
+            .map(|(handle, v)| (*handle, metric.exact_distance(vector, v)))
             .collect()
     }
 
     /// Re-order candidates by exact distance computed from the content table's vectors.
-    fn rescore(&self, state: &LiveState, hits: &[(i64, f32)]) -> Result<Vec<(i64, f32)>> {
+    fn rescore(
+        &self,
+        state: &LiveState,
+        vector: &[f32],
+        hits: &[(i64, f32)],
+    ) -> Result<Vec<(i64, f32)>> {
         let refs = refs(state, self.overlay, hits.iter().map(|h| h.0));
         let rows = self.table.content().vectors_of(&refs)?;
-        Ok(merge(self.exact(&rows), Vec::new(), usize::MAX))
+        Ok(merge(self.exact(vector, &rows), Vec::new(), usize::MAX))
     }
 }
 

@@ -86,13 +86,17 @@ pub(crate) fn search(
             let live = LiveTable::with_meta(conn, &schema, &name, *meta);
             let params = SearchParams::default();
             let query = Query {
-                vector: &query,
+                vectors: std::slice::from_ref(&query),
                 k,
                 filter: None,
                 params: &params,
                 partition: None,
+                exclude: &[],
             };
-            let rows = search::nearest(&live, state, &query).map_err(|e| e.in_table(&name))?;
+            let rows = search::nearest(&live, state, &query)
+                .map_err(|e| e.in_table(&name))?
+                .pop()
+                .unwrap_or_default();
             if rows.iter().any(|r| matches!(r.id, IdValue::Blob(_))) {
                 bail!(
                     "faiss table '{name}' returns BLOB ids, which JSON cannot hold: select from \

@@ -223,13 +223,35 @@ impl Index {
         nprobe: Option<usize>,
     ) -> Result<Vec<Hit>> {
         self.check_query(query)?;
+        let mut hits = self.search_selected_many(query, k, selected, nprobe)?;
+        Ok(hits.pop().unwrap_or_default())
+    }
+
+    /// [`search_selected`](Self::search_selected) for several queries at once (`queries`
+    /// holds them one after another, `dim` floats each), in one FAISS call: FAISS shares the
+    /// scan of the index between them (a matrix product for exact indexes).
+    pub(crate) fn search_selected_many(
+        &self,
+        queries: &[f32],
+        k: usize,
+        selected: Option<&Bitmap>,
+        nprobe: Option<usize>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        if queries.is_empty() || !queries.len().is_multiple_of(self.dim) {
+            bail!(
+                "query vectors hold {} numbers, not a multiple of the index's {} dimensions",
+                queries.len(),
+                self.dim
+            );
+        }
+        let n = queries.len() / self.dim;
         let k = k.min(self.ntotal());
         if k == 0 {
-            return Ok(Vec::new());
+            return Ok(vec![Vec::new(); n]);
         }
-        let query = self.prepare(query);
-        let mut scores = vec![0f32; k];
-        let mut labels = vec![-1i64; k];
+        let queries = self.prepare(queries);
+        let mut scores = vec![0f32; n * k];
+        let mut labels = vec![-1i64; n * k];
         // Parameters only when a selector or an nprobe asks for them: the plain search (the
         // common case) skips the index-type probe.
         let params = if selected.is_some() || nprobe.is_some() {
@@ -245,16 +267,21 @@ impl Index {
         } else {
             None
         };
-        crate::threads::for_search();
+        // Many queries: FAISS's BLAS path, single-threaded too (see `threads`).
+        if n > 1 {
+            crate::threads::for_many_queries();
+        } else {
+            crate::threads::for_search();
+        }
         let raw = params.as_ref().map_or(std::ptr::null(), |p| p.raw());
-        if self.raw_search(&query, raw, &mut scores, &mut labels) != 0 {
+        if self.raw_search(&queries, k, raw, &mut scores, &mut labels) != 0 {
             let error = last_error();
             // On an index not yet known to take parameters, the same search without them
             // tells whether they were what FAISS refused. An index that took them once takes
             // them: a later failure is an ordinary one.
             let refused = !raw.is_null()
                 && self.params.load(Ordering::Relaxed) == PARAMS_UNKNOWN
-                && self.raw_search(&query, std::ptr::null(), &mut scores, &mut labels) == 0;
+                && self.raw_search(&queries, k, std::ptr::null(), &mut scores, &mut labels) == 0;
             if refused {
                 let _ = self.params.compare_exchange(
                     PARAMS_UNKNOWN,
@@ -274,26 +301,31 @@ impl Index {
                 Ordering::Relaxed,
             );
         }
-        Ok(self.collect_hits(&labels, &scores))
+        Ok(labels
+            .chunks_exact(k)
+            .zip(scores.chunks_exact(k))
+            .map(|(labels, scores)| self.collect_hits(labels, scores))
+            .collect())
     }
 
-    /// One `faiss_Index_search_with_params` call for `scores.len()` neighbours; FAISS's code.
     fn raw_search(
         &self,
-        query: &[f32],
+        queries: &[f32],
+        k: usize,
         params: *const faiss_sys::FaissSearchParameters,
         scores: &mut [f32],
         labels: &mut [i64],
     ) -> std::os::raw::c_int {
-        debug_assert!(query.len() == self.dim && scores.len() == labels.len());
-        // SAFETY: the index is valid; `query` holds one `dim`-vector; both outputs hold k;
-        // the parameters (and the bitmap they point to) outlive the call.
+        let n = queries.len() / self.dim;
+        assert!(n * self.dim == queries.len() && scores.len() == n * k && labels.len() == n * k);
+        // SAFETY: the index is valid; `queries` holds n `dim`-vectors; both outputs hold n*k
+        // (checked above); the parameters (and the bitmap they point to) outlive the call.
         unsafe {
             faiss_sys::faiss_Index_search_with_params(
                 self.inner.inner_ptr(),
-                1,
-                query.as_ptr(),
-                scores.len() as i64,
+                n as i64,
+                queries.as_ptr(),
+                k as i64,
                 params,
                 scores.as_mut_ptr(),
                 labels.as_mut_ptr(),

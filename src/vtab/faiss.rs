@@ -2,8 +2,8 @@
 //! `WHERE query = :q AND k = 10` or `name(:q, 10)`, maintained with FTS5-style commands.
 //!
 //! Columns: `id`, `distance`, the partition column when the table is partitioned, then the
-//! hidden `query`, `k`, `params` and the command column named after the table. The query plan
-//! is `plan::QueryPlan` (ARCHITECTURE.md, "Query plan encoding").
+//! hidden `query`, `k`, `params`, `neighbours_of` and the command column named after the table.
+//! The query plan is `plan::QueryPlan` (ARCHITECTURE.md, "Query plan encoding").
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -13,7 +13,7 @@ use crate::args::{parse_k, MAX_K};
 use crate::catalog::declared_type;
 use crate::engine::key::{Affinity, KeyPart};
 use crate::engine::{commands, search, LiveTable, Query, SearchParams, SHADOW_TABLES};
-use crate::error::{bail, Error, Result};
+use crate::error::{bail, Error, Kind, Result};
 use crate::json::IdValue;
 use crate::registry::ConnState;
 use crate::sqlite::{
@@ -34,6 +34,7 @@ struct Columns {
     query: i32,
     k: i32,
     params: i32,
+    neighbours_of: i32,
     command: i32,
 }
 
@@ -49,7 +50,8 @@ impl Columns {
             query: first,
             k: first + 1,
             params: first + 2,
-            command: first + 3,
+            neighbours_of: first + 3,
+            command: first + 4,
         }
     }
 }
@@ -70,7 +72,7 @@ impl FaissTable {
         };
         let declaration = format!(
             "CREATE TABLE x(id, distance REAL, {partition}query HIDDEN, k HIDDEN, params HIDDEN, \
-             {} HIDDEN)",
+             neighbours_of HIDDEN, {} HIDDEN)",
             quote_ident(table.name())
         );
         let columns = Columns::of(&table);
@@ -128,6 +130,7 @@ impl VTab for FaissTable {
             // filtering the k results is what SQL would do (and LIMIT can still be k).
             let arg = match (c.column, c.op) {
                 (col, op::EQ) if col == cols.query => PlanArg::Query,
+                (col, op::EQ) if col == cols.neighbours_of => PlanArg::NeighboursOf,
                 (col, op::EQ) if col == cols.k => PlanArg::K,
                 (col, op::EQ) if col == cols.params => PlanArg::Params,
                 (col, op::EQ) if Some(col) == cols.partition => PlanArg::Partition,
@@ -141,32 +144,36 @@ impl VTab for FaissTable {
             if !c.usable {
                 // A query or partition that comes from another table of a join: this order
                 // cannot run; SQLite finds the one where the other table is read first.
-                if matches!(arg, PlanArg::Query | PlanArg::Partition) {
+                if arg.searches() || arg == PlanArg::Partition {
                     return Ok(Plan::Unusable);
                 }
                 continue;
             }
-            let arg = if arg == PlanArg::Rowid && info.take_in_list(&c) {
-                PlanArg::RowidIn
-            } else if arg == PlanArg::Rowid && crate::sqlite::api::libversion_number() < 3_038_000 {
+            // An IN list is taken whole: every query vector (or stored row) of it is answered
+            // by one search, and `rowid IN (…)` is one filter set.
+            let arg = match arg {
+                PlanArg::Query if info.take_in_list(&c) => PlanArg::QueryIn,
+                PlanArg::NeighboursOf if info.take_in_list(&c) => PlanArg::NeighboursOfIn,
+                PlanArg::Rowid if info.take_in_list(&c) => PlanArg::RowidIn,
                 // Without whole-list IN support an IN would arrive one value per call and
                 // yield wrong top-k sets: leave rowid terms to SQLite.
-                continue;
-            } else {
-                arg
+                PlanArg::Rowid if crate::sqlite::api::libversion_number() < 3_038_000 => continue,
+                arg => arg,
             };
             plan.0.push(arg);
             let omit = !matches!(arg, PlanArg::Limit | PlanArg::Offset);
             info.use_constraint(&c, plan.0.len() as i32, omit);
         }
-        // Results come nearest first: ORDER BY distance (ascending) needs no sort.
-        if let [(COL_DISTANCE, false)] = info.order_by().as_slice() {
+        // Results come nearest first: ORDER BY distance (ascending) needs no sort, unless
+        // several queries' results follow one another.
+        let many = plan.0.iter().any(|a| a.is_many());
+        if let ([(COL_DISTANCE, false)], false) = (info.order_by().as_slice(), many) {
             info.set_order_by_consumed();
         }
         // A search reads the whole index, a listing every indexed row: both cost far more than
         // a lookup by key, so in a join SQLite runs the search once, as the outer loop, and
         // looks the content rows up by key afterwards (never a search per content row).
-        let (cost, rows) = if plan.0.contains(&PlanArg::Query) {
+        let (cost, rows) = if plan.0.iter().any(|a| a.searches()) {
             (1e6, 10)
         } else {
             (1e12, 1_000_000)
@@ -224,12 +231,20 @@ impl VTab for FaissTable {
 /// (`SELECT count(*)`, `SELECT * … LIMIT 20`: Datasette's table page, sqlite-utils).
 enum Rows {
     Found {
-        rows: Vec<search::Found>,
+        /// Each result with the position of the question it answers in `asked`.
+        rows: Vec<(usize, search::Found)>,
+        asked: Vec<Asked>,
         /// The partition searched (partitioned tables), shown in every row.
         partition: Option<KeyPart>,
     },
     /// Indexed rows; where each is (rowid, id) is read when a column asks for it.
     Listed(Vec<search::Listed>),
+}
+
+/// One question of a search, as its result rows show it in `query` and `neighbours_of`.
+struct Asked {
+    query: Output,
+    neighbours_of: Output,
 }
 
 /// Where a row is in the content table now: its rowid and `id` (`None`: gone).
@@ -242,10 +257,18 @@ pub(crate) struct FaissCursor {
     located: RefCell<Option<(usize, Location)>>,
 }
 
+/// What a search looks for the neighbours of.
+enum Questions {
+    /// `query = ?` or `query IN (…)`: vectors, each with the value it was given as.
+    Vectors(Vec<(Output, Vec<f32>)>),
+    /// `neighbours_of = ?` or `neighbours_of IN (…)`: stored rows, by faiss-table rowid.
+    Rows(Vec<i64>),
+}
+
 /// The decoded `xFilter` arguments.
 enum Request {
     Search {
-        query: Vec<f32>,
+        questions: Questions,
         k: usize,
         params: SearchParams,
         filter: Option<HashSet<i64>>,
@@ -283,15 +306,54 @@ fn partition_of(value: Cell, affinity: Affinity, conn: Conn) -> Result<KeyPart> 
 }
 
 fn parse_request(plan: &QueryPlan, args: &[ValueRef], table: &FaissTable) -> Result<Request> {
-    let (mut query, mut k, mut limit, mut offset) = (None, None, None, 0usize);
+    let (mut questions, mut k, mut limit, mut offset) = (None, None, None, 0usize);
     let mut params = SearchParams::default();
     let mut filter: Option<HashSet<i64>> = None;
     let mut bounds = Vec::new();
     let mut partition = None;
+    let name = table.table.name();
     for (arg, value) in plan.0.iter().zip(args) {
+        if arg.searches() && questions.is_some() {
+            bail!("search by query or by neighbours_of, not both (and each once)");
+        }
         match arg {
             PlanArg::Query => {
-                query = Some(vector::parse(value.cell()).map_err(|e| e.context("query"))?)
+                let vector = vector::parse(value.cell()).map_err(|e| e.context("query"))?;
+                questions = Some(Questions::Vectors(vec![(owned(value.cell()), vector)]));
+            }
+            PlanArg::QueryIn => {
+                let mut vectors = Vec::new();
+                let (mut floats, mut failed) = (0usize, None);
+                value.for_each_in(|cell| {
+                    if failed.is_some() {
+                        return;
+                    }
+                    match vector::parse(cell) {
+                        Ok(v) if floats + v.len() <= MAX_QUERY_FLOATS => {
+                            floats += v.len();
+                            vectors.push((owned(cell), v));
+                        }
+                        Ok(_) => failed = Some(too_many_queries()),
+                        Err(e) => failed = Some(e.context("query")),
+                    }
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                questions = Some(Questions::Vectors(vectors));
+            }
+            PlanArg::NeighboursOf | PlanArg::NeighboursOfIn => {
+                let mut rowids = Vec::new();
+                let mut push = |cell: Cell| rowids.extend(rowid_of(cell));
+                if *arg == PlanArg::NeighboursOfIn {
+                    value.for_each_in(&mut push)?;
+                } else {
+                    push(value.cell());
+                }
+                if rowids.len().saturating_mul(table.table.meta().dim) > MAX_QUERY_FLOATS {
+                    return Err(too_many_queries());
+                }
+                questions = Some(Questions::Rows(rowids));
             }
             PlanArg::K => k = Some(parse_k(value.cell())?),
             PlanArg::Limit => limit = Some(parse_k(value.cell()).map_err(|e| e.context("LIMIT"))?),
@@ -338,25 +400,56 @@ fn parse_request(plan: &QueryPlan, args: &[ValueRef], table: &FaissTable) -> Res
             }
         }
     }
-    let Some(query) = query else {
+    let Some(questions) = questions else {
         return Ok(Request::List { filter, partition });
     };
-    // SQLite skips OFFSET rows itself: fetch them too.
-    let Some(k) = k.or(limit.map(|l| (l + offset).min(MAX_K))) else {
-        let name = table.table.name();
-        return Err(Error::invalid(format!(
-            "faiss table '{name}' needs k: add AND k = 10 (or LIMIT 10 on SQLite 3.41+)"
-        ))
-        .naming_table());
+    // SQLite skips OFFSET rows itself: fetch them too. A LIMIT counts the rows of every
+    // question together, so it cannot stand for k when there are several.
+    let many = plan.0.iter().any(|a| a.is_many());
+    let Some(k) = k.or(limit.filter(|_| !many).map(|l| (l + offset).min(MAX_K))) else {
+        let how = if many {
+            ""
+        } else {
+            " (or LIMIT 10 on SQLite 3.41+)"
+        };
+        return Err(
+            Error::invalid(format!("faiss table '{name}' needs k: add AND k = 10{how}"))
+                .naming_table(),
+        );
     };
     Ok(Request::Search {
-        query,
+        questions,
         k,
         params,
         filter,
         bounds,
         partition,
     })
+}
+
+/// The query vectors (or stored rows' vectors) of one search hold at most this many numbers
+/// together (64 MB): 20,000 vectors of 768 dimensions, say.
+const MAX_QUERY_FLOATS: usize = 1 << 24;
+
+fn too_many_queries() -> Error {
+    Error::of(
+        Kind::TooBig,
+        format!(
+            "the query vectors of one search hold more than {MAX_QUERY_FLOATS} numbers: split the \
+         IN list into several searches"
+        ),
+    )
+}
+
+/// A value as the statement gave it, to show in the result rows.
+fn owned(cell: Cell) -> Output {
+    match cell {
+        Cell::Null => Output::Null,
+        Cell::Integer(v) => Output::Integer(v),
+        Cell::Real(v) => Output::Real(v),
+        Cell::Text(t) => Output::Text(String::from_utf8_lossy(t).into_owned()),
+        Cell::Blob(b) => Output::Blob(b.to_vec()),
+    }
 }
 
 fn id_output(id: &IdValue) -> Output {
@@ -416,27 +509,73 @@ impl Cursor for FaissCursor {
                     .map_err(|e| e.in_table(t.name()))?,
             ),
             Request::Search {
-                query,
+                questions,
                 k,
                 params,
                 filter,
                 bounds,
                 partition,
             } => {
+                let (asked, vectors, exclude) = match questions {
+                    Questions::Vectors(given) => {
+                        let (asked, vectors): (Vec<_>, Vec<_>) = given
+                            .into_iter()
+                            .map(|(value, v)| {
+                                let asked = Asked {
+                                    query: value,
+                                    neighbours_of: Output::Null,
+                                };
+                                (asked, v)
+                            })
+                            .unzip();
+                        (asked, vectors, Vec::new())
+                    }
+                    // A stored row with no vector (gone, NULL, another dimension) asks nothing.
+                    Questions::Rows(rowids) => {
+                        let stored = search::stored_vectors(t, &table.state, &rowids)
+                            .map_err(|e| e.in_table(t.name()))?;
+                        let mut asked = Vec::new();
+                        let (mut vectors, mut exclude) = (Vec::new(), Vec::new());
+                        for (rowid, vector) in rowids.into_iter().zip(stored) {
+                            if let Some(v) = vector {
+                                asked.push(Asked {
+                                    query: Output::Null,
+                                    neighbours_of: Output::Integer(rowid),
+                                });
+                                vectors.push(v);
+                                exclude.push(Some(rowid));
+                            }
+                        }
+                        (asked, vectors, exclude)
+                    }
+                };
                 let query = Query {
-                    vector: &query,
+                    vectors: &vectors,
                     k,
                     filter: filter.as_ref(),
                     params: &params,
                     partition: partition.as_ref(),
+                    exclude: &exclude,
                 };
-                let mut rows =
-                    search::nearest(t, &table.state, &query).map_err(|e| e.in_table(t.name()))?;
-                rows.retain(|found| {
-                    let d = found.distance as f64;
-                    bounds.iter().all(|&(bound, b)| bound.admits(d, b))
-                });
-                Rows::Found { rows, partition }
+                let found = if vectors.is_empty() {
+                    Vec::new()
+                } else {
+                    search::nearest(t, &table.state, &query).map_err(|e| e.in_table(t.name()))?
+                };
+                let rows = found
+                    .into_iter()
+                    .enumerate()
+                    .flat_map(|(i, rows)| rows.into_iter().map(move |r| (i, r)))
+                    .filter(|(_, found)| {
+                        let d = found.distance as f64;
+                        bounds.iter().all(|&(bound, b)| bound.admits(d, b))
+                    })
+                    .collect();
+                Rows::Found {
+                    rows,
+                    asked,
+                    partition,
+                }
             }
         };
         self.pos = 0;
@@ -458,13 +597,20 @@ impl Cursor for FaissCursor {
     }
 
     fn column(&self, table: &FaissTable, ctx: &Context, i: i32) -> Result<()> {
+        let cols = table.columns;
         let output = match (&self.rows, i) {
-            (Rows::Found { rows, .. }, COL_ID) => id_output(&rows[self.pos].id),
+            (Rows::Found { rows, .. }, COL_ID) => id_output(&rows[self.pos].1.id),
             (Rows::Found { rows, .. }, COL_DISTANCE) => {
-                Output::Real(rows[self.pos].distance as f64)
+                Output::Real(rows[self.pos].1.distance as f64)
             }
-            (Rows::Found { partition, .. }, i) if Some(i) == table.columns.partition => {
+            (Rows::Found { partition, .. }, i) if Some(i) == cols.partition => {
                 part_output(partition.as_ref())
+            }
+            (Rows::Found { rows, asked, .. }, i) if i == cols.query => {
+                asked[rows[self.pos].0].query.clone()
+            }
+            (Rows::Found { rows, asked, .. }, i) if i == cols.neighbours_of => {
+                asked[rows[self.pos].0].neighbours_of.clone()
             }
             (Rows::Listed(rows), COL_ID) => match self.located(table, rows)? {
                 Some((_, id)) => id_output(&id),
@@ -481,7 +627,7 @@ impl Cursor for FaissCursor {
 
     fn rowid(&self, table: &FaissTable) -> Result<i64> {
         Ok(match &self.rows {
-            Rows::Found { rows, .. } => rows[self.pos].rowid,
+            Rows::Found { rows, .. } => rows[self.pos].1.rowid,
             Rows::Listed(rows) => match self.located(table, rows)? {
                 Some((rowid, _)) => rowid,
                 None => rows[self.pos].handle,

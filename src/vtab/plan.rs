@@ -28,6 +28,12 @@ impl Bound {
 pub(crate) enum PlanArg {
     /// `query = ?`: the query vector (blob or JSON).
     Query,
+    /// `query IN (…)`, passed whole (`sqlite3_vtab_in`): several query vectors, one search.
+    QueryIn,
+    /// `neighbours_of = ?`: the faiss-table rowid of a stored row whose neighbours to find.
+    NeighboursOf,
+    /// `neighbours_of IN (…)`, passed whole: several stored rows, one search.
+    NeighboursOfIn,
     /// `k = ?`.
     K,
     /// `LIMIT ?` (SQLite 3.41+): k when no `k = ?` is given.
@@ -47,8 +53,24 @@ pub(crate) enum PlanArg {
 }
 
 impl PlanArg {
-    const ALL: [PlanArg; 10] = [
+    /// True for the arguments that make a search (rather than a listing of the indexed rows).
+    pub(crate) fn searches(self) -> bool {
+        matches!(
+            self,
+            PlanArg::Query | PlanArg::QueryIn | PlanArg::NeighboursOf | PlanArg::NeighboursOfIn
+        )
+    }
+
+    /// True for an argument that brings several query vectors (results grouped per query).
+    pub(crate) fn is_many(self) -> bool {
+        matches!(self, PlanArg::QueryIn | PlanArg::NeighboursOfIn)
+    }
+
+    const ALL: [PlanArg; 13] = [
         PlanArg::Query,
+        PlanArg::QueryIn,
+        PlanArg::NeighboursOf,
+        PlanArg::NeighboursOfIn,
         PlanArg::K,
         PlanArg::Limit,
         PlanArg::Offset,
@@ -64,6 +86,9 @@ impl PlanArg {
     pub(crate) const fn code(self) -> char {
         match self {
             PlanArg::Query => 'q',
+            PlanArg::QueryIn => 'Q',
+            PlanArg::NeighboursOf => 'n',
+            PlanArg::NeighboursOfIn => 'N',
             PlanArg::K => 'k',
             PlanArg::Limit => 'l',
             PlanArg::Offset => 'o',
@@ -110,7 +135,7 @@ mod tests {
     fn every_argument_round_trips_through_idx_str() {
         let plan = QueryPlan(PlanArg::ALL.to_vec());
         let text = plan.encode();
-        assert_eq!(text, "qklopt=i<[");
+        assert_eq!(text, "qQnNklopt=i<[");
         assert_eq!(QueryPlan::parse(&text).unwrap(), plan);
         assert_eq!(QueryPlan::parse("").unwrap(), QueryPlan::default());
         assert!(QueryPlan::parse("qx").is_err());

@@ -39,6 +39,13 @@ SELECT database, name, content, column, factory, metric, dim, ntotal, pending, d
 SELECT count(*) FROM docs_idx;
 SELECT rowid, id, distance IS NULL FROM docs_idx;
 SELECT rowid, id FROM docs_idx WHERE rowid IN (2, 4, 99);
+-- the neighbours of stored rows (each left out of its own), many query vectors: one search each
+SELECT neighbours_of, rowid, distance FROM docs_idx WHERE neighbours_of = 1 AND k = 2;
+SELECT neighbours_of, rowid, distance FROM docs_idx WHERE neighbours_of IN (SELECT id FROM docs) AND k = 1;
+SELECT faiss_decode(query), rowid, distance FROM docs_idx WHERE query IN ('[0, 0]', '[9, 9]') AND k = 1;
+EXPLAIN QUERY PLAN SELECT neighbours_of, rowid FROM docs_idx WHERE neighbours_of IN (SELECT id FROM docs) AND k = 1 ORDER BY distance;
+SELECT * FROM docs_idx WHERE neighbours_of IN (1, 2);
+SELECT * FROM docs_idx WHERE neighbours_of = 1 AND query = '[1, 1]' AND k = 1;
 -- a join runs the search once and looks the content rows up by key
 EXPLAIN QUERY PLAN SELECT d.title, i.distance FROM docs_idx('[0, 0.8]', 2) AS i JOIN docs AS d ON d.rowid = i.rowid;
 EXPLAIN QUERY PLAN SELECT d.title, i.distance FROM docs AS d JOIN docs_idx AS i ON d.rowid = i.rowid WHERE i.query = '[0, 0.8]' AND i.k = 2;
