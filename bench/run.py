@@ -16,6 +16,7 @@ Sections (all run by default; `--only exact,ann` runs a subset):
            Flat index, sqlite-vec, vectorlite (and sqlite-vss); then the next search.
   reopen   time to first result in a new process: vekter file vs faiss.read_index.
   percall  per-call overhead on a 100-row, 4-d index.
+  batch    the nearest k of every row: neighbours_of IN (one search) against one query per call.
   memory   RSS of a process searching one vekter index file through 1 vs 4 connections.
   partition  one search in one of many partitions (`partition = tenant`) vs an index of that
            partition alone (vekter and raw FAISS), a filter over one unpartitioned index, and
@@ -52,6 +53,7 @@ from vbench.report.load import load_results
 from vbench.report.markdown import report
 from vbench.report.plots import plot
 from vbench.sections.ann import bench_ann
+from vbench.sections.batch import bench_batch
 from vbench.sections.exact import bench_exact, vss_exact
 from vbench.sections.memory import bench_memory
 from vbench.sections.partition import bench_partition
@@ -120,6 +122,7 @@ def main():
         "percall": lambda: bench_percall(cfg, work, env),
         "memory": lambda: bench_memory(cfg, work, env, results["ann"]),
         "partition": lambda: bench_partition(cfg, work, env),
+        "batch": lambda: bench_batch(cfg, work, env),
     }
     try:
         for name in SECTIONS:

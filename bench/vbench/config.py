@@ -30,6 +30,7 @@ MODES = {
         "simd": {"queries": 200, "build_rows": 5_000},
         "threads": {"build_rows": 10_000, "seconds": 2.0},
         "partition": {"parts": 20, "rows": 2_000, "dim": 128},
+        "batch": (5_000, 128),
     },
     "full": {
         "exact": [(1_000_000, 128), (100_000, 768)],
@@ -44,9 +45,10 @@ MODES = {
         "simd": {"queries": 1_000, "build_rows": 30_000},
         "threads": {"build_rows": 50_000, "seconds": 5.0},
         "partition": {"parts": 100, "rows": 10_000, "dim": 128},
+        "batch": (20_000, 128),
     },
 }
-SECTIONS = ["exact", "ann", "simd", "threads", "write", "reopen", "percall", "memory", "partition"]
+SECTIONS = ["exact", "ann", "simd", "threads", "write", "reopen", "percall", "memory", "partition", "batch"]
 # Sections that use the files the ANN section leaves in the work directory.
 NEEDS_ANN = ("simd", "threads", "reopen", "memory")
 

@@ -44,6 +44,11 @@ def summary(results):
     if pc:
         out.append("")
         out.append(text_table(["per call (100x4)", "µs"], [[k, f"{v:.2f}"] for k, v in pc["us"].items()]))
+    bt = results.get("batch")
+    if bt:
+        out.append("")
+        out.append(text_table([f"neighbours of every row ({bt['n']:,}x{bt['d']})", "s"],
+                              [[k, f"{v:.2f}"] for k, v in bt["seconds"].items()]))
     pt = results.get("partition")
     if pt:
         out.append("")
