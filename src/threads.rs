@@ -1,9 +1,11 @@
 //! The thread policy: how many threads FAISS may use, and when.
 //!
-//! FAISS parallelises with OpenMP over queries. A search runs on the calling thread alone: one
-//! query vector (FAISS sizes its team `min(nq, max_threads)` = 1), and many at once too
-//! ([`for_many_queries`]: measured faster that way here). Building, training and adding many
-//! vectors are where FAISS fans out. Those run with
+//! FAISS parallelises with OpenMP over queries. A search runs on the calling thread alone, one
+//! query vector or many at once (`query IN`, `neighbours_of IN`): measured on 2 cores, FAISS's
+//! exact search of 20,000 x 128 against itself took 2.3 s so, 2.7 s with an OpenMP team of two
+//! (its idle member spins while OpenBLAS works); OpenBLAS keeps the thread count the last build
+//! gave it (its workers help the distance blocks). Building, training and adding many vectors
+//! are where FAISS fans out. Those run with
 //! [`build_threads`] OpenMP threads, set on the calling thread just before each call (OpenMP's
 //! thread count is per calling thread, so a SQLite thread that never built keeps its default).
 //! OpenBLAS (called by k-means and OPQ training outside OpenMP regions) gets the same count.
@@ -68,23 +70,6 @@ pub(crate) fn for_build() {
         omp_set_num_threads(n);
         if let Some(set) = *OPENBLAS_SET {
             set(n);
-        }
-    }
-}
-
-/// Call before a search of many query vectors at once (one FAISS call for all of them): one
-/// OpenMP thread and a single-threaded BLAS. FAISS's exact search of many queries computes
-/// distances a block at a time with BLAS, then keeps each query's best in an OpenMP loop.
-/// Measured on this project's 2-vCPU machine (20,000 x 128, every row against every row): 1.83 s
-/// with one thread for both; 2.14 s with two OpenMP threads (the idle team member spins while
-/// BLAS runs); 2.28 s with a two-thread OpenBLAS (its workers `sched_yield` between blocks); 2.7 s
-/// with both. More cores may change that; this is the measured best here.
-pub(crate) fn for_many_queries() {
-    // SAFETY: as in `for_build`.
-    unsafe {
-        omp_set_num_threads(1);
-        if let Some(set) = *OPENBLAS_SET {
-            set(1);
         }
     }
 }

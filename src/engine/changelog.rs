@@ -13,7 +13,7 @@ use super::shadow::{Shadow, ShadowTable};
 use super::state::Change;
 
 /// The three triggers `<name>_vekter_<suffix>` on the content table.
-pub(crate) const TRIGGERS: [&str; 3] = ["ai", "ad", "au"];
+const TRIGGERS: [&str; 3] = ["ai", "ad", "au"];
 /// The insert trigger's name ends with this: it also tells which table a faiss table indexes.
 pub(crate) const INSERT_TRIGGER_SUFFIX: &str = "_vekter_ai";
 

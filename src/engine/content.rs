@@ -4,7 +4,7 @@
 //!
 //! [`read_vector`] is the one place a stored vector is parsed and checked against the index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::catalog::{object_type, row_id_value};
@@ -13,7 +13,6 @@ use crate::json::{hex, IdValue};
 use crate::sqlite::{quote_ident, Cell, Conn, Stmt, StmtCache};
 use crate::vector;
 
-use super::changelog::TRIGGERS;
 use super::config::Meta;
 use super::key::{KeyPart, KeyShape, RowKey};
 
@@ -94,30 +93,6 @@ pub(crate) fn found(stmt: &Stmt, shape: &KeyShape, partition_at: Option<i32>) ->
     Some(Found { handle, key, part })
 }
 
-/// Whether the change log hears of every row the content table loses, as the content table's
-/// schema decides it, cached per schema version (`PRAGMA schema_version`: any `CREATE UNIQUE
-/// INDEX` or `DROP TRIGGER`, from any connection, changes it).
-///
-/// Two ways lose a row unheard: `INSERT OR REPLACE` (or `REPLACE`) conflicting on a UNIQUE
-/// index deletes the old row without firing DELETE triggers (unless `recursive_triggers` is
-/// on); and a sync trigger dropped behind vekter's back. A table whose only uniqueness is its
-/// rowid, with all three triggers in place, loses rows only through the log: a REPLACE by
-/// rowid fires the INSERT trigger for that same rowid.
-pub(crate) struct RowLoss {
-    /// The faiss table's sync triggers, `<name>_vekter_{ai,ad,au}`.
-    triggers: [String; 3],
-    known: std::cell::Cell<Option<(i64, bool)>>,
-}
-
-impl RowLoss {
-    pub(crate) fn new(faiss_table: &str) -> RowLoss {
-        RowLoss {
-            triggers: TRIGGERS.map(|suffix| format!("{faiss_table}_vekter_{suffix}")),
-            known: std::cell::Cell::new(None),
-        }
-    }
-}
-
 /// The content table of one `faiss` table, as one connection sees it.
 pub(crate) struct Content<'a> {
     conn: Conn,
@@ -125,66 +100,55 @@ pub(crate) struct Content<'a> {
     meta: &'a Meta,
     /// Statements run on every search, prepared once per faiss table object.
     stmts: &'a StmtCache,
-    row_loss: &'a RowLoss,
 }
 
 impl<'a> Content<'a> {
-    pub(crate) fn new(
-        conn: Conn,
-        schema: &'a str,
-        meta: &'a Meta,
-        stmts: &'a StmtCache,
-        row_loss: &'a RowLoss,
-    ) -> Self {
+    pub(crate) fn new(conn: Conn, schema: &'a str, meta: &'a Meta, stmts: &'a StmtCache) -> Self {
         Content {
             conn,
             schema,
             meta,
             stmts,
-            row_loss,
         }
     }
 
-    /// True when every row the content table loses is in the change log (see [`RowLoss`]).
-    fn losses_all_logged(&self) -> Result<bool> {
-        let version_sql = format!("PRAGMA {}.schema_version", quote_ident(self.schema));
-        let version = self.stmts.with(self.conn, &version_sql, |stmt| {
-            stmt.step()?;
-            Ok(match stmt.cell(0) {
-                Cell::Integer(v) => v,
-                _ => -1,
-            })
-        })?;
-        if let Some((at, logged)) = self.row_loss.known.get() {
-            if at == version {
-                return Ok(logged);
-            }
-        }
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT (SELECT count(*) FROM pragma_index_list(?1, ?2) WHERE \"unique\") = 0 \
-             AND (SELECT count(*) FROM {}.sqlite_master WHERE type = 'trigger' \
-                  AND tbl_name = ?1 COLLATE NOCASE AND name IN (?3, ?4, ?5)) = 3",
-            quote_ident(self.schema)
-        ))?;
-        stmt.bind_text(1, &self.meta.content)?;
-        stmt.bind_text(2, self.schema)?;
-        for (i, trigger) in self.row_loss.triggers.iter().enumerate() {
-            stmt.bind_text(3 + i as i32, trigger)?;
-        }
-        stmt.step()?;
-        let logged = stmt.cell(0) == Cell::Integer(1);
-        self.row_loss.known.set(Some((version, logged)));
-        Ok(logged)
-    }
-
-    /// True when `locate` can answer without reading the table: rows are identified by their
-    /// rowid, `id` is the rowid, and no row can be gone without the change log saying so.
-    fn located_by_handle(&self) -> Result<bool> {
+    /// True when a row's handle is its rowid and its `id`: rows keyed by rowid, `id` the rowid.
+    fn id_is_handle(&self) -> bool {
         let id_is_rowid = match &self.meta.id_column {
             None => true,
             Some(column) => column.eq_ignore_ascii_case(&self.meta.pk),
         };
-        Ok(self.meta.key == KeyShape::Rowid && id_is_rowid && self.losses_all_logged()?)
+        self.meta.key == KeyShape::Rowid && id_is_rowid
+    }
+
+    /// Which of `handles` (rowids) the content table has now, in one statement for all of
+    /// them; `None` where SQLite has no `json_each`.
+    fn rowids_present(&self, handles: &[i64]) -> Option<HashSet<i64>> {
+        let mut list = String::with_capacity(2 + handles.len() * 8);
+        list.push('[');
+        for (i, h) in handles.iter().enumerate() {
+            if i > 0 {
+                list.push(',');
+            }
+            list.push_str(&h.to_string());
+        }
+        list.push(']');
+        let sql = format!(
+            "SELECT j.value FROM json_each(?1) AS j JOIN {} AS t ON t.rowid = j.value",
+            self.table()
+        );
+        self.stmts
+            .with(self.conn, &sql, |stmt| {
+                stmt.bind_text(1, &list)?;
+                let mut present = HashSet::with_capacity(handles.len());
+                while stmt.step()? {
+                    if let Cell::Integer(v) = stmt.cell(0) {
+                        present.insert(v);
+                    }
+                }
+                Ok(present)
+            })
+            .ok()
     }
 
     /// `"schema"."table"`, for SQL.
@@ -352,11 +316,16 @@ impl<'a> Content<'a> {
     /// array). `None` for a row this connection cannot see in the content table (deleted in a
     /// way no trigger saw, or committed after this connection's read snapshot began).
     pub(crate) fn locate(&self, rows: &[RowRef]) -> Result<Vec<Option<(i64, IdValue)>>> {
-        if self.located_by_handle()? {
-            return Ok(rows
-                .iter()
-                .map(|row| Some((row.handle, IdValue::Integer(row.handle))))
-                .collect());
+        // A row keyed by rowid whose id is the rowid needs only to be there: one statement
+        // for all the hits instead of one per hit.
+        if self.id_is_handle() {
+            let handles: Vec<i64> = rows.iter().map(|r| r.handle).collect();
+            if let Some(present) = self.rowids_present(&handles) {
+                return Ok(handles
+                    .into_iter()
+                    .map(|h| present.contains(&h).then_some((h, IdValue::Integer(h))))
+                    .collect());
+            }
         }
         let id = match (&self.meta.id_column, &self.meta.key) {
             (Some(column), _) => quote_ident(column),

@@ -61,14 +61,11 @@ pub(crate) struct LiveTable {
     meta: Meta,
     /// Statements run on every search (ids, vectors of candidates), prepared once.
     stmts: StmtCache,
-    /// Whether the change log hears of every lost content row (see `content::RowLoss`).
-    row_loss: content::RowLoss,
 }
 
 impl LiveTable {
     fn new(shadow: Shadow, meta: Meta) -> LiveTable {
         LiveTable {
-            row_loss: content::RowLoss::new(shadow.name()),
             shadow,
             meta,
             stmts: StmtCache::default(),
@@ -122,18 +119,11 @@ impl LiveTable {
     }
 
     fn content(&self) -> Content<'_> {
-        Content::new(
-            self.conn(),
-            self.schema(),
-            &self.meta,
-            &self.stmts,
-            &self.row_loss,
-        )
+        Content::new(self.conn(), self.schema(), &self.meta, &self.stmts)
     }
 
     /// After ALTER TABLE … RENAME.
     fn renamed(&mut self, shadow: Shadow) {
-        self.row_loss = content::RowLoss::new(shadow.name());
         self.shadow = shadow;
     }
 }

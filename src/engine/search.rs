@@ -318,7 +318,8 @@ fn search(
             "{} query vectors with k = {} ask for more than {MAX_RESULT_SLOTS} results in one \
              search: split the IN list, or lower k",
             query.vectors.len(),
-            query.k
+            // What the statement asked for: without the extra row fetched to leave one out.
+            query.k - usize::from(!query.exclude.is_empty())
         );
     }
     // An nprobe alone travels inside the search's own parameters, under the shared lock.
@@ -411,19 +412,22 @@ impl Search<'_> {
             }
         };
         let mut out = Vec::with_capacity(vectors.len());
+        // The allowed rows' vectors, read once for every query vector that needs them.
+        let mut allowed_rows: Option<Vec<(i64, Vec<f32>)>> = None;
         for (vector, mut hits) in vectors.iter().zip(found) {
             if hits.len() < want {
                 // An approximate index can miss filtered rows: search the allowed rows exactly.
                 if let (Some(filter), true) = (self.filter, available <= EXACT_FILTER_MAX) {
-                    let handles = filter.iter().copied().filter(|&h| {
-                        part.slot_of(h).is_some() && !self.overlay.changed.contains(&h)
-                    });
-                    let rows =
-                        self.table
-                            .content()
-                            .vectors_of(&refs(state, self.overlay, handles))?;
+                    if allowed_rows.is_none() {
+                        let handles = filter.iter().copied().filter(|&h| {
+                            part.slot_of(h).is_some() && !self.overlay.changed.contains(&h)
+                        });
+                        let refs = refs(state, self.overlay, handles);
+                        allowed_rows = Some(self.table.content().vectors_of(&refs)?);
+                    }
+                    let rows = allowed_rows.as_deref().unwrap_or_default();
                     out.push(merge(
-                        self.exact(vector, &rows),
+                        self.exact(vector, rows),
                         self.overlay_hits(vector, index.dim()),
                         fetch,
                     ));
@@ -444,15 +448,19 @@ impl Search<'_> {
 
     /// This connection's own rows of the partition (and filter), searched exactly.
     fn overlay_hits(&self, vector: &[f32], dim: usize) -> Vec<(i64, f32)> {
-        let rows: Vec<(i64, Vec<f32>)> = self
+        if self.overlay.rows.is_empty() {
+            return Vec::new();
+        }
+        let metric = self.table.meta().metric;
+        let hits: Vec<(i64, f32)> = self
             .overlay
             .rows
             .iter()
             .filter(|r| r.part.as_ref() == self.query.partition && r.vector.len() == dim)
             .filter(|r| self.filter.is_none_or(|f| f.contains(&r.handle)))
-            .map(|r| (r.handle, r.vector.clone()))
+            .map(|r| (r.handle, metric.exact_distance(vector, &r.vector)))
             .collect();
-        merge(self.exact(vector, &rows), Vec::new(), self.fetch)
+        merge(hits, Vec::new(), self.fetch)
     }
 
     /// Exact distances of `rows` from `vector`.

@@ -267,12 +267,7 @@ impl Index {
         } else {
             None
         };
-        // Many queries: FAISS's BLAS path, single-threaded too (see `threads`).
-        if n > 1 {
-            crate::threads::for_many_queries();
-        } else {
-            crate::threads::for_search();
-        }
+        crate::threads::for_search();
         let raw = params.as_ref().map_or(std::ptr::null(), |p| p.raw());
         if self.raw_search(&queries, k, raw, &mut scores, &mut labels) != 0 {
             let error = last_error();

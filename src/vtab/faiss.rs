@@ -306,54 +306,68 @@ fn partition_of(value: Cell, affinity: Affinity, conn: Conn) -> Result<KeyPart> 
 }
 
 fn parse_request(plan: &QueryPlan, args: &[ValueRef], table: &FaissTable) -> Result<Request> {
-    let (mut questions, mut k, mut limit, mut offset) = (None, None, None, 0usize);
+    let (mut vectors, mut stored, mut k, mut limit, mut offset) = (None, None, None, None, 0usize);
     let mut params = SearchParams::default();
     let mut filter: Option<HashSet<i64>> = None;
     let mut bounds = Vec::new();
     let mut partition = None;
     let name = table.table.name();
+    let mut null_query = false;
     for (arg, value) in plan.0.iter().zip(args) {
-        if arg.searches() && questions.is_some() {
-            bail!("search by query or by neighbours_of, not both (and each once)");
-        }
         match arg {
+            // NULL: left out, when neighbours_of asks instead (the table-valued form).
+            PlanArg::Query if value.cell() == Cell::Null => null_query = true,
             PlanArg::Query => {
                 let vector = vector::parse(value.cell()).map_err(|e| e.context("query"))?;
-                questions = Some(Questions::Vectors(vec![(owned(value.cell()), vector)]));
+                vectors = Some(vec![(owned(value.cell()), vector)]);
             }
             PlanArg::QueryIn => {
-                let mut vectors = Vec::new();
-                let (mut floats, mut failed) = (0usize, None);
+                // NULL matches nothing in an IN list: it asks nothing.
+                let (mut given, mut floats, mut failed) = (Vec::new(), 0usize, None);
                 value.for_each_in(|cell| {
-                    if failed.is_some() {
+                    if failed.is_some() || cell == Cell::Null {
                         return;
                     }
                     match vector::parse(cell) {
-                        Ok(v) if floats + v.len() <= MAX_QUERY_FLOATS => {
+                        Ok(v)
+                            if given.len() < MAX_QUESTIONS
+                                && floats + v.len() <= MAX_QUERY_FLOATS =>
+                        {
                             floats += v.len();
-                            vectors.push((owned(cell), v));
+                            given.push((owned(cell), v));
                         }
-                        Ok(_) => failed = Some(too_many_queries()),
-                        Err(e) => failed = Some(e.context("query")),
+                        Ok(_) => failed = Some(too_many_questions()),
+                        Err(e) => {
+                            let n = given.len() + 1;
+                            failed = Some(e.context(format!("query (IN list value {n})")));
+                        }
                     }
                 })?;
                 if let Some(e) = failed {
                     return Err(e);
                 }
-                questions = Some(Questions::Vectors(vectors));
+                vectors = Some(given);
             }
             PlanArg::NeighboursOf | PlanArg::NeighboursOfIn => {
                 let mut rowids = Vec::new();
-                let mut push = |cell: Cell| rowids.extend(rowid_of(cell));
+                let mut too_many = false;
+                let most = MAX_QUESTIONS.min(MAX_QUERY_FLOATS / table.table.meta().dim.max(1));
+                let mut push = |cell: Cell| {
+                    if rowids.len() >= most {
+                        too_many = true;
+                    } else {
+                        rowids.extend(rowid_of(cell));
+                    }
+                };
                 if *arg == PlanArg::NeighboursOfIn {
                     value.for_each_in(&mut push)?;
                 } else {
                     push(value.cell());
                 }
-                if rowids.len().saturating_mul(table.table.meta().dim) > MAX_QUERY_FLOATS {
-                    return Err(too_many_queries());
+                if too_many {
+                    return Err(too_many_questions());
                 }
-                questions = Some(Questions::Rows(rowids));
+                stored = Some(rowids);
             }
             PlanArg::K => k = Some(parse_k(value.cell())?),
             PlanArg::Limit => limit = Some(parse_k(value.cell()).map_err(|e| e.context("LIMIT"))?),
@@ -400,15 +414,23 @@ fn parse_request(plan: &QueryPlan, args: &[ValueRef], table: &FaissTable) -> Res
             }
         }
     }
-    let Some(questions) = questions else {
-        return Ok(Request::List { filter, partition });
+    // The table-valued form passes NULL for the arguments it leaves out: a NULL neighbours_of
+    // beside a query is not a second question.
+    let questions = match (vectors, stored) {
+        (Some(_), Some(rows)) if !rows.is_empty() => {
+            bail!("search by query or by neighbours_of, not both")
+        }
+        (Some(given), _) => Questions::Vectors(given),
+        (None, Some(rows)) if !(null_query && rows.is_empty()) => Questions::Rows(rows),
+        _ if null_query => bail!("query: vector is NULL"),
+        _ => return Ok(Request::List { filter, partition }),
     };
     // SQLite skips OFFSET rows itself: fetch them too. A LIMIT counts the rows of every
     // question together, so it cannot stand for k when there are several.
     let many = plan.0.iter().any(|a| a.is_many());
     let Some(k) = k.or(limit.filter(|_| !many).map(|l| (l + offset).min(MAX_K))) else {
         let how = if many {
-            ""
+            " (a LIMIT counts the rows of every question together, so it cannot stand for k)"
         } else {
             " (or LIMIT 10 on SQLite 3.41+)"
         };
@@ -427,16 +449,20 @@ fn parse_request(plan: &QueryPlan, args: &[ValueRef], table: &FaissTable) -> Res
     })
 }
 
+/// One search answers at most this many questions (query vectors or stored rows): each costs a
+/// few hundred bytes of bookkeeping besides its vector and its k results.
+const MAX_QUESTIONS: usize = 100_000;
+
 /// The query vectors (or stored rows' vectors) of one search hold at most this many numbers
-/// together (64 MB): 20,000 vectors of 768 dimensions, say.
+/// together (64 MB).
 const MAX_QUERY_FLOATS: usize = 1 << 24;
 
-fn too_many_queries() -> Error {
+fn too_many_questions() -> Error {
     Error::of(
         Kind::TooBig,
         format!(
-            "the query vectors of one search hold more than {MAX_QUERY_FLOATS} numbers: split the \
-         IN list into several searches"
+            "one search answers at most {MAX_QUESTIONS} questions holding {MAX_QUERY_FLOATS} \
+             numbers in all: split the IN list into several searches"
         ),
     )
 }

@@ -133,18 +133,31 @@ def test_text_and_composite_keys(tmp_path, without_rowid):
 
 @pytest.mark.parametrize("sql, message", [
     ("select * from idx where neighbours_of = 1 and query = '[1,1,1,1,1,1,1,1]' and k = 1", "not both"),
-    ("select * from idx where neighbours_of in (1, 2)", "needs k: add AND k = 10"),
+    ("select * from idx where neighbours_of in (1, 2)", "needs k: add AND k = 10 \\(a LIMIT counts"),
     ("select * from idx where query in ('[1,1,1,1,1,1,1,1]', '[1,2]') and k = 1", "query vector has 2 dimensions"),
-    ("select * from idx where query in ('[1,1,1,1,1,1,1,1]', 'nope') and k = 1", "query: vector JSON"),
-    # Bounded before anything large is allocated: 2^24 numbers of query vectors, 2^24 results.
-    ("with recursive s(v) as (select 1 union all select v + 1 from s where v < 2097153) "
-     "select count(*) from idx where neighbours_of in (select v from s) and k = 1", "split the IN list"),
+    ("select * from idx where query in ('[1,1,1,1,1,1,1,1]', 'nope') and k = 1", "query \\(IN list value 2\\): vector JSON"),
+    # Bounded before anything large is allocated: 100,000 questions, 2^24 results.
+    ("with recursive s(v) as (select 1 union all select v + 1 from s where v < 100001) "
+     "select count(*) from idx where neighbours_of in (select v from s) and k = 1", "at most 100000 questions"),
     ("with recursive s(v) as (select 1 union all select v + 1 from s where v < 50000) "
      "select count(*) from idx where query in (select '[' || v || ',1,1,1,1,1,1,1]' from s) and k = 400",
-     "ask for more than 16777216 results"),
+     "50000 query vectors with k = 400 ask for more than 16777216 results"),
 ])
 def test_errors(docs, sql, message):
     conn, _ = docs
     conn.execute("create virtual table idx using faiss(content = docs)")
     with pytest.raises(sqlite3.Error, match=message):
         conn.execute(sql).fetchall()
+
+
+def test_nulls_ask_nothing_and_the_table_valued_form(docs):
+    """NULL in an IN list matches nothing; the table-valued form's NULLs are arguments left out
+    (its fourth argument is neighbours_of)."""
+    conn, rows = docs
+    conn.execute("create virtual table idx using faiss(content = docs)")
+    q = rows[4].tobytes()
+    got = conn.execute("select query, rowid from idx where query in (?, NULL) and k = 2", [q]).fetchall()
+    assert [r for _, r in got] == [r for r, _ in brute(rows, rows[4], 2)]
+    assert conn.execute("select rowid from idx(?, 2, NULL, NULL)", [q]).fetchall() == [(4,), (brute(rows, rows[4], 2)[1][0],)]
+    assert [r for (r,) in conn.execute("select rowid from idx(NULL, 2, NULL, 4)")] == [r for r, _ in brute(rows, rows[4], 2, leave_out=4)]
+    assert conn.execute("select * from idx where neighbours_of in (NULL) and k = 2").fetchall() == []

@@ -316,22 +316,25 @@ def test_content_table_rename_is_followed():
 
 
 @pytest.mark.parametrize("writer", ["this connection", "another connection"])
-def test_rows_a_replace_deletes_unheard_never_come_back(tmp_path, writer):
-    """Searches locate hits without reading the content table only while nothing can delete a
-    row behind the change log: a UNIQUE index created later (from any connection) lets
-    INSERT OR REPLACE delete rows unheard, and from then on every hit is looked up again."""
+def test_rows_gone_unheard_never_come_back(tmp_path, writer):
+    """Hits are checked against the content table (one statement for all of them): a row that
+    left it without the change log hearing — an INSERT OR REPLACE through a UNIQUE index, a
+    rowid changed through `rowid` — is never returned, even after the UNIQUE index is gone."""
     path = tmp_path / "r.db"
     conn = connect(path, isolation_level=None)
     data = np.random.default_rng(5).normal(size=(60, 8)).astype(np.float32)
     conn.execute("create table docs (id integer primary key, title text, embedding blob)")
     conn.executemany("insert into docs values (?, ?, ?)", [(i, f"t{i}", v.tobytes()) for i, v in enumerate(data)])
     conn.execute("create virtual table idx using faiss(content = docs)")
-    assert [r for r, _ in knn(conn, "idx", data[7], 1)] == [7]  # the fast path's verdict is cached
+    assert [r for r, _ in knn(conn, "idx", data[7], 1)] == [7]
     other = conn if writer == "this connection" else sqlite3.connect(path, isolation_level=None)
     other.execute("create unique index docs_title on docs(title)")
     other.execute("insert or replace into docs values (1000, 't7', ?)", [(data[7] + 1e-3).tobytes()])
-    assert conn.execute("select count(*) from docs where id = 7").fetchone()[0] == 0
+    other.execute("drop index docs_title")
+    other.execute("update docs set rowid = 2000 where id = 9")
+    assert conn.execute("select count(*) from docs where id in (7, 9)").fetchone()[0] == 0
     assert [r for r, _ in knn(conn, "idx", data[7], 2)] == [1000, brute(data, data[7], 2)[1][0]]
+    assert 9 not in [r for r, _ in knn(conn, "idx", data[9], 3)]
 
 
 def test_optimize_compacts_and_integrity_check_reports_damage(tmp_path):
