@@ -122,8 +122,22 @@ impl<'a> Content<'a> {
     }
 
     /// Which of `handles` (rowids) the content table has now, in one statement for all of
-    /// them; `None` where SQLite has no `json_each`.
+    /// them; `None` where SQLite has no `json_each`, or when the content is not a table: a view
+    /// in its place (a file from a stranger) would be scanned once per handle, without end for
+    /// a recursive one, where the one-row lookup's `rowid = ?` is false before any scan.
     fn rowids_present(&self, handles: &[i64]) -> Option<HashSet<i64>> {
+        let type_sql = format!(
+            "SELECT type = 'table' FROM {}.sqlite_master WHERE name = ?1 COLLATE NOCASE \
+             AND type IN ('table', 'view')",
+            quote_ident(self.schema)
+        );
+        let is_table = self.stmts.with(self.conn, &type_sql, |stmt| {
+            stmt.bind_text(1, &self.meta.content)?;
+            Ok(stmt.step()? && stmt.cell(0) == Cell::Integer(1))
+        });
+        if !is_table.ok()? {
+            return None;
+        }
         let mut list = String::with_capacity(2 + handles.len() * 8);
         list.push('[');
         for (i, h) in handles.iter().enumerate() {
