@@ -32,8 +32,8 @@ impl<'a> ChangeLog<'a> {
     }
 
     /// Triggers that log the key of every inserted, deleted or changed content row: a change
-    /// of the vector, the key, the partition or a column of a partial index's predicate logs
-    /// both the old and (when it differs) the new key. A rowid table with no declared key logs
+    /// of the vector, the key (the rowid included, however it is spelt), the partition or a
+    /// column of a partial index's predicate logs both the old and (when it differs) the new key. A rowid table with no declared key logs
     /// every UPDATE, as a rowid can change with no column changing.
     pub(crate) fn create_triggers(&self, meta: &Meta) -> Result<()> {
         let conn = self.shadow.conn();
@@ -55,7 +55,14 @@ impl<'a> ChangeLog<'a> {
         ))?;
         let mut watched = vec![meta.column.clone()];
         match &meta.key {
-            KeyShape::Rowid => watched.push(meta.pk.clone()),
+            // `UPDATE … SET rowid = …` (or `oid`, `_rowid_`) names no column: `OF <pk>` alone
+            // would not see it move the row.
+            KeyShape::Rowid => watched.extend(
+                [meta.pk.as_str(), "rowid", "oid", "_rowid_"]
+                    .into_iter()
+                    .filter(|c| !c.is_empty())
+                    .map(String::from),
+            ),
             KeyShape::UnstableRowid => watched.clear(),
             KeyShape::Columns { columns, .. } => watched.extend(columns.iter().cloned()),
         }
