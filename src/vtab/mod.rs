@@ -1,10 +1,12 @@
 //! Virtual tables: `faiss` (one index over a content table) and `faiss_indexes` (what the
-//! process holds). `plan` is the `faiss` table's query-plan encoding, `options` its arguments.
+//! process holds). `plan` is the `faiss` table's query-plan encoding, `request` the decoded `xFilter`
+//! arguments it describes, `options` the table's arguments.
 
 mod faiss;
 mod indexes;
 pub(crate) mod options;
 mod plan;
+mod request;
 
 use std::sync::Arc;
 
