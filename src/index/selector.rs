@@ -57,69 +57,91 @@ impl Bitmap {
     }
 }
 
-/// FAISS search parameters with a bitmap selector, freed on drop. One per search: FAISS
-/// parameter objects are never shared between concurrent searches.
+/// FAISS search parameters with a selector, freed on drop. One per search: FAISS parameter
+/// objects are never shared between concurrent searches.
 pub(super) struct SearchParams {
     params: Params,
-    selector: *mut faiss_sys::FaissIDSelectorBitmap,
+    /// Every selector created, the one the parameters hold last (NULL selects every label).
+    selectors: Vec<*mut faiss_sys::FaissIDSelector>,
 }
 
 enum Params {
+    None,
     Base(*mut faiss_sys::FaissSearchParameters),
     /// IVF indexes reject the base type: they need `SearchParametersIVF`.
     Ivf(*mut faiss_sys::FaissSearchParametersIVF),
 }
 
 impl SearchParams {
-    /// Parameters selecting `bitmap` (every label when `None`); `ivf_nprobe` for IVF indexes
-    /// (the value this search uses).
-    pub(super) fn new(bitmap: Option<&Bitmap>, ivf_nprobe: Option<usize>) -> Result<SearchParams> {
-        let mut selector = std::ptr::null_mut();
+    /// Parameters selecting the labels set in `bitmap` (every label when `None`) within
+    /// `range` (`lo..hi`; FAISS's exact scan then reads only that part of the index);
+    /// `ivf_nprobe` for IVF indexes (the value this search uses).
+    pub(super) fn new(
+        bitmap: Option<&Bitmap>,
+        range: Option<(usize, usize)>,
+        ivf_nprobe: Option<usize>,
+    ) -> Result<SearchParams> {
+        let mut made = SearchParams {
+            params: Params::None,
+            selectors: Vec::new(),
+        };
         // SAFETY: FAISS keeps a pointer to the bitmap's bytes, which outlive these parameters
-        // (both live for one search call); `n` is the bitmap's size in bytes. Every object
-        // created is freed in Drop or on the error path; a NULL selector selects everything.
+        // (both live for one search call); `n` is the bitmap's size in bytes. Each object is
+        // pushed into `made` as soon as it exists, so Drop frees it on every error path; an
+        // `IDSelectorAnd` does not own its operands.
         unsafe {
+            if let Some((lo, hi)) = range {
+                let mut sel = std::ptr::null_mut();
+                if faiss_sys::faiss_IDSelectorRange_new(&mut sel, lo as i64, hi as i64) != 0 {
+                    return Err(last_error());
+                }
+                made.selectors.push(sel as *mut _);
+            }
             if let Some(bitmap) = bitmap {
-                if faiss_sys::faiss_IDSelectorBitmap_new(
-                    &mut selector,
-                    bitmap.as_bytes().len(),
-                    bitmap.as_bytes().as_ptr(),
-                ) != 0
+                let mut sel = std::ptr::null_mut();
+                let bytes = bitmap.as_bytes();
+                if faiss_sys::faiss_IDSelectorBitmap_new(&mut sel, bytes.len(), bytes.as_ptr()) != 0
                 {
                     return Err(last_error());
                 }
+                made.selectors.push(sel as *mut _);
             }
-            let params = match ivf_nprobe {
+            if let [range, bitmap] = made.selectors[..] {
+                let mut sel = std::ptr::null_mut();
+                if faiss_sys::faiss_IDSelectorAnd_new(&mut sel, range, bitmap) != 0 {
+                    return Err(last_error());
+                }
+                made.selectors.push(sel as *mut _);
+            }
+            let selector = made
+                .selectors
+                .last()
+                .copied()
+                .unwrap_or(std::ptr::null_mut());
+            let rc;
+            made.params = match ivf_nprobe {
                 Some(nprobe) => {
                     let mut p = std::ptr::null_mut();
-                    let rc = faiss_sys::faiss_SearchParametersIVF_new_with(
-                        &mut p,
-                        selector as *mut _,
-                        nprobe,
-                        0,
-                    );
-                    (rc == 0).then_some(Params::Ivf(p))
+                    rc = faiss_sys::faiss_SearchParametersIVF_new_with(&mut p, selector, nprobe, 0);
+                    Params::Ivf(p)
                 }
                 None => {
                     let mut p = std::ptr::null_mut();
-                    let rc = faiss_sys::faiss_SearchParameters_new(&mut p, selector as *mut _);
-                    (rc == 0).then_some(Params::Base(p))
+                    rc = faiss_sys::faiss_SearchParameters_new(&mut p, selector);
+                    Params::Base(p)
                 }
             };
-            match params {
-                Some(params) => Ok(SearchParams { params, selector }),
-                None => {
-                    if !selector.is_null() {
-                        faiss_sys::faiss_IDSelectorBitmap_free(selector);
-                    }
-                    Err(last_error())
-                }
+            if rc != 0 {
+                made.params = Params::None;
+                return Err(last_error());
             }
         }
+        Ok(made)
     }
 
     pub(super) fn raw(&self) -> *const faiss_sys::FaissSearchParameters {
         match self.params {
+            Params::None => std::ptr::null(),
             Params::Base(p) => p,
             Params::Ivf(p) => p as *const faiss_sys::FaissSearchParameters,
         }
@@ -128,14 +150,16 @@ impl SearchParams {
 
 impl Drop for SearchParams {
     fn drop(&mut self) {
-        // SAFETY: created in `new`; the parameters do not own the selector.
+        // SAFETY: created in `new`; the parameters do not own the selectors, and the
+        // composite selector (last) is freed before its operands.
         unsafe {
             match self.params {
+                Params::None => {}
                 Params::Base(p) => faiss_sys::faiss_SearchParameters_free(p),
                 Params::Ivf(p) => faiss_sys::faiss_SearchParametersIVF_free(p),
             }
-            if !self.selector.is_null() {
-                faiss_sys::faiss_IDSelectorBitmap_free(self.selector);
+            for &sel in self.selectors.iter().rev() {
+                faiss_sys::faiss_IDSelector_free(sel);
             }
         }
     }
