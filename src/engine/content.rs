@@ -16,6 +16,20 @@ use crate::vector;
 use super::config::Meta;
 use super::key::{KeyPart, KeyShape, RowKey};
 
+/// Rows one connection found in the content table, by rowid, and what it saw when it found
+/// them: while the connection sees nothing change — the same data version, change count and
+/// schema cookie — a row found there is still there, and a search hitting it again needs no
+/// lookup. Anything else (a commit anywhere, a write of this connection, a schema change)
+/// forgets them all.
+#[derive(Default)]
+pub(crate) struct Verified {
+    stamp: Option<(crate::registry::Seen, i64)>,
+    rowids: HashSet<i64>,
+}
+
+/// At most this many rowids are remembered per faiss table and connection (a few MB).
+const MAX_VERIFIED: usize = 1 << 18;
+
 /// Why a stored vector cannot be indexed.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Rejected {
@@ -100,16 +114,39 @@ pub(crate) struct Content<'a> {
     meta: &'a Meta,
     /// Statements run on every search, prepared once per faiss table object.
     stmts: &'a StmtCache,
+    /// Rows already found there (searches of a table that is not changing hit them again).
+    verified: &'a std::cell::RefCell<Verified>,
 }
 
 impl<'a> Content<'a> {
-    pub(crate) fn new(conn: Conn, schema: &'a str, meta: &'a Meta, stmts: &'a StmtCache) -> Self {
+    pub(crate) fn new(
+        conn: Conn,
+        schema: &'a str,
+        meta: &'a Meta,
+        stmts: &'a StmtCache,
+        verified: &'a std::cell::RefCell<Verified>,
+    ) -> Self {
         Content {
             conn,
             schema,
             meta,
             stmts,
+            verified,
         }
+    }
+
+    /// What this connection sees now, for [`Verified`]; `None` when it cannot tell.
+    fn stamp(&self) -> Option<(crate::registry::Seen, i64)> {
+        let seen = crate::registry::Seen::now(self.conn, self.schema)?;
+        let sql = format!("PRAGMA {}.schema_version", quote_ident(self.schema));
+        let cookie = self.stmts.with(self.conn, &sql, |stmt| {
+            stmt.step()?;
+            Ok(match stmt.cell(0) {
+                Cell::Integer(v) => v,
+                _ => -1,
+            })
+        });
+        Some((seen, cookie.ok()?))
     }
 
     /// True when a row's handle is its rowid and its `id`: rows keyed by rowid, `id` the rowid.
@@ -332,12 +369,43 @@ impl<'a> Content<'a> {
     pub(crate) fn locate(&self, rows: &[RowRef]) -> Result<Vec<Option<(i64, IdValue)>>> {
         // A row keyed by rowid whose id is the rowid needs only to be there: one statement
         // for all the hits instead of one per hit.
+        // Rows this connection found there since it last saw anything change are not looked up
+        // again.
         if self.id_is_handle() {
             let handles: Vec<i64> = rows.iter().map(|r| r.handle).collect();
-            if let Some(present) = self.rowids_present(&handles) {
+            let stamp = self.stamp();
+            let unknown: Vec<i64> = {
+                let mut verified = self.verified.borrow_mut();
+                if stamp.is_none() || verified.stamp != stamp {
+                    verified.rowids.clear();
+                    verified.stamp = stamp;
+                }
+                let mut unknown: Vec<i64> = handles
+                    .iter()
+                    .copied()
+                    .filter(|h| !verified.rowids.contains(h))
+                    .collect();
+                unknown.sort_unstable();
+                unknown.dedup();
+                unknown
+            };
+            let present = if unknown.is_empty() {
+                Some(HashSet::new())
+            } else {
+                self.rowids_present(&unknown)
+            };
+            if let Some(present) = present {
+                let mut verified = self.verified.borrow_mut();
+                if verified.stamp.is_some() && verified.stamp == stamp {
+                    let room = MAX_VERIFIED.saturating_sub(verified.rowids.len());
+                    verified.rowids.extend(present.iter().copied().take(room));
+                }
                 return Ok(handles
                     .into_iter()
-                    .map(|h| present.contains(&h).then_some((h, IdValue::Integer(h))))
+                    .map(|h| {
+                        (present.contains(&h) || verified.rowids.contains(&h))
+                            .then_some((h, IdValue::Integer(h)))
+                    })
                     .collect());
             }
         }

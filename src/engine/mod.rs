@@ -61,6 +61,8 @@ pub(crate) struct LiveTable {
     meta: Meta,
     /// Statements run on every search (ids, vectors of candidates), prepared once.
     stmts: StmtCache,
+    /// Content rows this connection's searches found there, while nothing changes.
+    verified: std::cell::RefCell<content::Verified>,
 }
 
 impl LiveTable {
@@ -69,6 +71,7 @@ impl LiveTable {
             shadow,
             meta,
             stmts: StmtCache::default(),
+            verified: Default::default(),
         }
     }
 
@@ -119,7 +122,13 @@ impl LiveTable {
     }
 
     fn content(&self) -> Content<'_> {
-        Content::new(self.conn(), self.schema(), &self.meta, &self.stmts)
+        Content::new(
+            self.conn(),
+            self.schema(),
+            &self.meta,
+            &self.stmts,
+            &self.verified,
+        )
     }
 
     /// After ALTER TABLE … RENAME.
