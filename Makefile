@@ -96,6 +96,8 @@ clean:
 # when it loads). Writes docs/benchmarks.md and docs/bench_*.png. QUICK=1: small sizes, a few minutes.
 bench: build
 	@scripts/venv.sh $(HOME)/.cache/vekter/bench-venv bench/requirements.txt
+	$(HOME)/.cache/vekter/bench-venv/bin/pip install -q --disable-pip-version-check --no-deps -r bench/requirements-real.txt
+	@scripts/install-deps.sh manpages manpages-dev perl-modules-5.36  # ann_real's corpus, with the Rust docs
 	$(HOME)/.cache/vekter/bench-venv/bin/python bench/run.py $(if $(QUICK),--quick,)
 
 # Coverage-guided fuzzing (cargo-fuzz, nightly, AddressSanitizer) of the vector codec, the JSON

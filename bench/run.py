@@ -11,9 +11,13 @@ Sections (all run by default; `--only exact,ann` runs a subset):
            sqlite-vss when it loads).
   ann      recall@10 against exact ground truth vs median latency: HNSW (vekter HNSW32 with
            per-query efSearch, raw FAISS IndexHNSWFlat, vectorlite) and IVF (vekter and raw
-           FAISS), with build times.
+           FAISS), with build times, and the time vekter adds to raw FAISS by k.
+  ann_real the same on real sentence embeddings (all-MiniLM-L6-v2 of documentation passages
+           found on the machine, computed once and cached: bench/vbench/realdata.py).
   write    N single-row INSERTs in one transaction: plain table, tables with a vekter HNSW32 or
            Flat index, sqlite-vec, vectorlite (and sqlite-vss); then the next search.
+  threads  builds by vekter_threads(n); searches (HNSW, and big exact scans split over idle
+           cores) from 1-8 connections at once.
   reopen   time to first result in a new process: vekter file vs faiss.read_index.
   percall  per-call overhead on a 100-row, 4-d index.
   batch    the nearest k of every row: neighbours_of IN (one search) against one query per call.
@@ -52,7 +56,7 @@ from vbench.report.console import summary
 from vbench.report.load import load_results
 from vbench.report.markdown import report
 from vbench.report.plots import plot
-from vbench.sections.ann import bench_ann
+from vbench.sections.ann import bench_ann, bench_ann_real
 from vbench.sections.batch import bench_batch
 from vbench.sections.exact import bench_exact, vss_exact
 from vbench.sections.memory import bench_memory
@@ -115,6 +119,7 @@ def main():
     sections = {
         "exact": lambda: bench_exact(cfg, work, env),
         "ann": lambda: bench_ann(cfg, work, env),
+        "ann_real": lambda: bench_ann_real(cfg, work, env),
         "write": lambda: bench_write(cfg, work, env),
         "simd": lambda: bench_simd(cfg, work, env, results["ann"]),
         "threads": lambda: bench_threads(cfg, work, env, results["ann"]),

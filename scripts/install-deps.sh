@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Install the Debian packages vekter needs to build and test, only those that are missing.
-# Idempotent: a machine that has them all runs no apt command at all.
+# Install the Debian packages vekter needs to build and test (or the packages named as
+# arguments), only those that are missing. Idempotent: a machine that has them all runs no apt
+# command at all.
 set -euo pipefail
-packages=(cmake libopenblas-dev libclang-dev python3-venv sqlite3 libsqlite3-dev pkg-config)
+if [ $# -gt 0 ]; then
+  packages=("$@")
+else
+  packages=(cmake libopenblas-dev libclang-dev python3-venv sqlite3 libsqlite3-dev pkg-config)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

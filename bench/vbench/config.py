@@ -20,7 +20,7 @@ MODES = {
     "quick": {
         "exact": [(50_000, 128), (10_000, 768)],
         "queries": 200, "budget_s": 2.0, "min_queries": 30,
-        "ann": (20_000, 128), "ivf_nlist": 256,
+        "ann": (20_000, 128), "ivf_nlist": 256, "ann_real": 10_000,
         "ef": [16, 32, 64, 128, 256], "nprobe": [1, 2, 4, 8, 16, 32, 64],
         "write": {"base": 10_000, "rows": 2_000, "dim": 128, "repeats": 3},
         "vss_timeout_s": 240,  # sqlite-vss: its inserts slow down with each row of a transaction
@@ -35,7 +35,7 @@ MODES = {
     "full": {
         "exact": [(1_000_000, 128), (100_000, 768)],
         "queries": 1_000, "budget_s": 20.0, "min_queries": 50,
-        "ann": (100_000, 128), "ivf_nlist": 1024,
+        "ann": (100_000, 128), "ivf_nlist": 1024, "ann_real": 100_000,
         "ef": [16, 32, 64, 128, 256, 512], "nprobe": [1, 2, 4, 8, 16, 32, 64, 128],
         "write": {"base": 20_000, "rows": 10_000, "dim": 128, "repeats": 3},
         "vss_timeout_s": 300,
@@ -48,7 +48,7 @@ MODES = {
         "batch": (20_000, 128),
     },
 }
-SECTIONS = ["exact", "ann", "simd", "threads", "write", "reopen", "percall", "memory", "partition", "batch"]
+SECTIONS = ["exact", "ann", "ann_real", "simd", "threads", "write", "reopen", "percall", "memory", "partition", "batch"]
 # Sections that use the files the ANN section leaves in the work directory.
 NEEDS_ANN = ("simd", "threads", "reopen", "memory")
 

@@ -99,11 +99,11 @@ def json_ids(row):
 # One k-nearest-neighbour query per call, for each system -------------------------------------
 
 
-def vtab_search(conn, table, params=None):
+def vtab_search(conn, table, params=None, k=K):
     if params is None:
-        sql = f"select rowid, distance from {table} where query = ? and k = {K}"
+        sql = f"select rowid, distance from {table} where query = ? and k = {k}"
         return lambda q: conn.execute(sql, [q.tobytes()]).fetchall()
-    sql = f"select rowid, distance from {table} where query = ? and k = {K} and params = ?"
+    sql = f"select rowid, distance from {table} where query = ? and k = {k} and params = ?"
     return lambda q: conn.execute(sql, [q.tobytes(), params]).fetchall()
 
 
@@ -130,5 +130,5 @@ def vss_search(conn, table="vss"):
     return lambda q: conn.execute(sql, [q.tobytes()]).fetchall()
 
 
-def raw_search(index):
-    return lambda q: index.search(q.reshape(1, -1), K)
+def raw_search(index, k=K):
+    return lambda q: index.search(q.reshape(1, -1), k)

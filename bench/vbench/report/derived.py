@@ -24,8 +24,48 @@ def best_at_recall(table, who, target=0.95):
     return p, ms, r
 
 
+def ann_goals(ann, label):
+    """Issue 13's ANN goals on one data set: HNSW and IVF at recall ≥ 0.95 against raw FAISS,
+    HNSW against vectorlite, and the time added to raw FAISS by k."""
+    out = []
+    h = ann["hnsw"]
+    v = best_at_recall(h, "vekter")
+    if v:
+        p, ms, r = v
+        f = h[p]["faiss"]["median_ms"]
+        out.append((f"{label}: HNSW ≤ 1.1× raw FAISS at the same setting (first efSearch with recall ≥ 0.95)",
+                    f"efSearch={p}: {ms:.3f} vs {f:.3f} ms = {ms / f:.2f}× (recall {r:.3f} vs {h[p]['faiss']['recall']:.3f})",
+                    ms / f <= 1.1))
+        vl = best_at_recall(h, "vectorlite")
+        if vl:
+            out.append((f"{label}: HNSW faster than vectorlite at recall@10 ≥ 0.95 (fastest setting each)",
+                        f"vekter {ms:.3f} ms (efSearch={p}) vs vectorlite {vl[1]:.3f} ms (ef={vl[0]}) = {vl[1] / ms:.2f}× faster",
+                        ms < vl[1]))
+        else:
+            out.append((f"{label}: HNSW faster than vectorlite at recall@10 ≥ 0.95 (fastest setting each)",
+                        f"vekter {ms:.3f} ms (efSearch={p}); vectorlite never reached 0.95", True))
+    iv = ann["ivf"]
+    at = best_at_recall(iv, "vekter")
+    if at is None:  # no nprobe reached 0.95: the one with the highest recall
+        p = max(iv, key=lambda p: iv[p]["vekter"]["recall"])
+        at = (p, iv[p]["vekter"]["median_ms"], iv[p]["vekter"]["recall"])
+    p, ms, r = at
+    f = iv[p]["faiss"]["median_ms"]
+    out.append((f"{label}: IVF{ann['nlist']},Flat ≤ 1.1× raw FAISS (first nprobe with recall ≥ 0.95, else the best)",
+                f"nprobe={p}: {ms:.3f} vs {f:.3f} ms = {ms / f:.2f}× (recall {r:.3f} vs {iv[p]['faiss']['recall']:.3f})",
+                ms / f <= 1.1))
+    for kind, rows in ann.get("by_k", {}).items():
+        name = "HNSW32 efSearch=64" if kind == "hnsw" else f"IVF{ann['nlist']},Flat nprobe=16"
+        for k, m in rows.items():
+            limit = 15 + 0.5 * k
+            out.append((f"{label}: time added over raw FAISS ≤ 15 µs + 0.5 µs × k ({name}, k = {k}: ≤ {limit:g} µs)",
+                        f"{m['added_us']:.1f} µs ({m['vekter_ms'] * 1e3:.0f} vs {m['faiss_ms'] * 1e3:.0f} µs)",
+                        m["added_us"] <= limit))
+    return out
+
+
 def goals(results):
-    """Issue 4's goals: (goal, measured, met) from this run's figures."""
+    """The goals of issues 4 and 13: (goal, measured, met) from this run's figures."""
     out = []
     env = results["env"]
     for ex in results.get("exact", []):
@@ -35,6 +75,10 @@ def goals(results):
         for key, name in (("vekter_vtab", "table"), ("vekter_fn", "faiss_search")):
             v = m[key]["median_ms"]
             out.append((f"exact {case}, vekter {name} ≤ 1.10× raw FAISS", f"{v / f:.2f}×", v / f <= 1.10))
+        if ex["n"] >= 400_000:  # issue 13: idle cores help a big scan
+            r = f / m["vekter_vtab"]["median_ms"]
+            out.append((f"exact {case}, vekter table ≥ 1.4× faster than raw FAISS on one thread",
+                        f"{r:.2f}×", r >= 1.4))
         if "vec" in m and "median_ms" in m["vec"]:
             r = m["vec"]["median_ms"] / m["vekter_vtab"]["median_ms"]
             out.append((f"exact {case}, vekter table ≥ 4× faster than sqlite-vec", f"{r:.1f}×", r >= 4))
@@ -45,24 +89,15 @@ def goals(results):
                         f"{gbs:.1f} GB/s = {share:.0%}", share >= 0.7))
     ann = results.get("ann")
     if ann:
-        h = ann["hnsw"]
-        v = best_at_recall(h, "vekter")
-        if v:
-            p, ms, r = v
-            f = h[p]["faiss"]["median_ms"]
-            out.append(("HNSW ≤ 1.1× raw FAISS at the same setting (first efSearch with recall ≥ 0.95)",
-                        f"efSearch={p}: {ms:.3f} vs {f:.3f} ms = {ms / f:.2f}× (recall {r:.3f} vs {h[p]['faiss']['recall']:.3f})",
-                        ms / f <= 1.1))
-            vl = best_at_recall(h, "vectorlite")
-            if vl:
-                out.append(("HNSW faster than vectorlite at recall@10 ≥ 0.95 (fastest setting each)",
-                            f"vekter {ms:.3f} ms (efSearch={p}) vs vectorlite {vl[1]:.3f} ms (ef={vl[0]}) = {vl[1] / ms:.2f}× faster",
-                            ms < vl[1]))
+        out += ann_goals(ann, f"generated {ann['n']:,}×{ann['d']}")
         b = ann["build"]
         out.append(("HNSW build ≤ 1.2× raw FAISS", (f"{b['vekter_hnsw']:.1f} vs {b['faiss_hnsw']:.1f} s = "
                     f"{b['vekter_hnsw'] / b['faiss_hnsw']:.2f}×"), b["vekter_hnsw"] / b["faiss_hnsw"] <= 1.2))
         out.append(("HNSW build ≥ 2× faster than vectorlite's insert", (f"{b['vectorlite_hnsw']:.1f} vs {b['vekter_hnsw']:.1f} s = "
                     f"{b['vectorlite_hnsw'] / b['vekter_hnsw']:.2f}×"), b["vectorlite_hnsw"] / b["vekter_hnsw"] >= 2))
+    real = results.get("ann_real")
+    if real and "hnsw" in real:
+        out += ann_goals(real, f"real {real['n']:,}×{real['d']}")
     w = results.get("write")
     if w:
         for k, name in (("vekter_hnsw", "HNSW32"), ("vekter_flat", "Flat")):

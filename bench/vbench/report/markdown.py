@@ -52,6 +52,60 @@ def ann_rows(ann, kind):
     return rows
 
 
+def ann_part(ann, env, title, png, intro=None):
+    """The report's part for one ANN data set."""
+    L = [title] + ([intro] if intro else []) + [f"![recall vs latency]({png})\n"]
+    b = ann["build"]
+    L.append("### Build\n")
+    L.append(md_table(["index", "seconds", "what is timed"], [
+        ["vekter `factory = 'HNSW32'`", fmt_s(b["vekter_hnsw"]), "`CREATE VIRTUAL TABLE … USING faiss(…)`: read the table, build, save the snapshot"],
+        ["raw FAISS `IndexHNSWFlat(d, 32)`", fmt_s(b["faiss_hnsw"]), f"`add` ({env['vekter_threads']} threads)"],
+        ["vectorlite `hnsw(max_elements=N, M=32, ef_construction=40)`", fmt_s(b["vectorlite_hnsw"]), "inserting every row in one transaction"],
+        [f"vekter `factory = 'IVF{ann['nlist']},Flat'`", fmt_s(b["vekter_ivf"]), "create: train on a 50,000-row sample (default `train_size`), add, save"],
+        [f"raw FAISS `IVF{ann['nlist']},Flat`", fmt_s(b["faiss_ivf"]), f"`train` on a 50,000-row sample + `add` ({env['vekter_threads']} threads)"],
+        ["vekter Flat", fmt_s(b["vekter_flat"]), "create (exact reference)"],
+    ]))
+    L.append("")
+    L.append("vectorlite gets FAISS HNSW32's construction parameters (32 links per node, 64 on level 0; "
+             "efConstruction 40) so the graphs are comparable; its defaults are M=16, ef_construction=200.\n")
+    L.append("### HNSW: recall@10 and median latency (ms)\n")
+    L.append("vekter: `SELECT rowid, distance FROM hnsw WHERE query = ? AND k = 10 AND params = 'efSearch=N'`; "
+             "raw FAISS: `index.hnsw.efSearch = N`; vectorlite: `knn_search(embedding, knn_param(?, 10, N))`.\n")
+    L.append(md_table(["efSearch", "vekter recall", "vekter ms", "FAISS recall", "FAISS ms", "vectorlite recall",
+                       "vectorlite ms", "vekter / FAISS", "vectorlite / FAISS"], ann_rows(ann, "hnsw")))
+    hd = ann.get("hnsw_default")
+    L.append("")
+    with16 = ann["hnsw"].get(16, {}).get("vekter")
+    if hd:
+        L.append(f"Without `params` (the table default: FAISS's efSearch = 16) vekter answers in {fmt_ms(hd['median_ms'])} ms "
+                 f"with recall {fmt_recall(hd['recall'])}"
+                 + (f"; with `params = 'efSearch=16'` (the same search, set per query) in "
+                    f"{fmt_ms(with16['median_ms'])} ms" if with16 else "") + ".\n")
+    L.append(f"### IVF{ann['nlist']},Flat: recall@10 and median latency (ms)\n")
+    L.append("vekter: `… AND params = 'nprobe=N'`; raw FAISS: `nprobe = N`.\n")
+    L.append(md_table(["nprobe", "vekter recall", "vekter ms", "FAISS recall", "FAISS ms", "vekter / FAISS"],
+                      ann_rows(ann, "ivf")))
+    L.append("")
+    ex = ann["exact"]
+    L.append(f"Exact reference on the same data: vekter Flat table {fmt_ms(ex['vekter']['median_ms'])} ms, raw FAISS "
+             f"`IndexFlatL2` {fmt_ms(ex['faiss']['median_ms'])} ms.\n")
+    by_k = ann.get("by_k")
+    if by_k:
+        L.append("### Time vekter adds to raw FAISS, by k\n")
+        L.append("The same search through SQL and through raw FAISS, interleaved (median of each): the difference is "
+                 "what vekter adds (the SQL statement, reading the rows of the hits, Python's call into SQLite). "
+                 "Goal (issue 13): at most 15 µs + 0.5 µs per returned row.\n")
+        rows = []
+        for kind, tab in by_k.items():
+            name = "HNSW32 efSearch=64" if kind == "hnsw" else f"IVF{ann['nlist']},Flat nprobe=16"
+            for k, m in tab.items():
+                rows.append([name, k, f"{m['vekter_ms'] * 1e3:.0f}", f"{m['faiss_ms'] * 1e3:.0f}",
+                             f"{m['added_us']:.1f}", f"{15 + 0.5 * k:g}"])
+        L.append(md_table(["index", "k", "vekter µs", "raw FAISS µs", "added µs", "goal µs"], rows))
+        L.append("")
+    return L
+
+
 def report(results, cfg, mode, elapsed, out_dir):
     env = results["env"]
     L = []
@@ -118,7 +172,7 @@ def report(results, cfg, mode, elapsed, out_dir):
 
     g = goals(results)
     if g:
-        L.append("## Goals (issue 4)\n")
+        L.append("## Goals (issues 4 and 13)\n")
         L.append(md_table(["goal", "measured in this run", "met"], [[a, b, "yes" if c else "**no**"] for a, b, c in g]))
         L.append("")
 
@@ -148,21 +202,34 @@ def report(results, cfg, mode, elapsed, out_dir):
     th = results.get("threads")
     if th:
         L.append("## Threads\n")
-        L.append("A search uses one thread, the caller's (FAISS parallelises over queries; vekter sends one per call). "
+        L.append("A search runs on its caller's thread (FAISS parallelises over queries; vekter sends one per call), "
+                 "except a large exact scan (Flat, at least 2 × 2^20 numbers, fewer than 20 query vectors): that one is "
+                 "split into ranges of the index over the cores no other vekter search holds at that moment, so one "
+                 "connection alone gets every core and many connections never bring more threads than cores. "
                  "Builds, training and bulk adds use `vekter_threads()` OpenMP threads (default: the CPUs available; "
-                 "`VEKTER_THREADS` or `SELECT vekter_threads(n)` change it).\n")
+                 "`VEKTER_THREADS` or `SELECT vekter_threads(n)` change it; `vekter_threads(1)` also keeps scans on "
+                 "one thread).\n")
         L.append(md_table(["vekter_threads(n)", f"HNSW32 build of {th['build_rows']:,} rows (s)"],
                           [[n, f"{s:.2f}"] for n, s in th["build"].items()]))
         L.append("")
-        L.append(md_table(["connections searching at once (one thread each)", "queries per second (HNSW32, efSearch 16)"],
-                          [[n, f"{q:,.0f}"] for n, q in th["qps"].items()]))
+        flat = th.get("flat_qps", {})
+        L.append(md_table(["connections searching at once (one thread each)", "queries per second (HNSW32, efSearch 16)"]
+                          + (["queries per second (Flat, exact scan)"] if flat else []),
+                          [[n, f"{q:,.0f}"] + ([f"{flat[n]:,.0f}"] if n in flat else []) for n, q in th["qps"].items()]))
         L.append("")
         q = th["qps"]
         most, cores = max(q), min(env["nproc"], max(q))
         if q.get(cores):
-            L.append(f"On {env['nproc']} cores, {most} connections searching at once reach {q[most] / q[cores]:.2f}× "
+            L.append(f"On {env['nproc']} cores, {most} connections searching HNSW at once reach {q[most] / q[cores]:.2f}× "
                      f"the throughput of {cores}: every search runs on its caller's thread, so no connection brings an "
                      "OpenMP team that would oversubscribe the machine.\n")
+        if flat and th.get("flat_qps_one_thread"):
+            one = th["flat_qps_one_thread"]
+            L.append(f"Exact scans of the same {results['ann']['n']:,}-row Flat index: one connection on one thread "
+                     f"(`vekter_threads(1)`) {one:,.0f} queries/s; one connection with its scans split over the idle "
+                     f"cores {flat[1]:,.0f} queries/s ({flat[1] / one:.2f}×); {max(flat)} connections at once "
+                     f"{flat[max(flat)]:,.0f} queries/s in all ({flat[max(flat)] / one:.2f}× one thread): the split "
+                     "scans give way when other searches hold the cores.\n")
         if th.get("separate_run"):
             L.append(f"(This section was measured in a separate run, {th['separate_run']}, after a harness fix.)\n")
 
@@ -190,42 +257,20 @@ def report(results, cfg, mode, elapsed, out_dir):
 
     ann = results.get("ann")
     if ann:
-        b = ann["build"]
-        L.append(f"## Approximate search: {ann['n']:,} × {ann['d']}-d\n")
-        L.append("![recall vs latency](bench_recall_latency.png)\n")
-        L.append("### Build\n")
-        L.append(md_table(["index", "seconds", "what is timed"], [
-            ["vekter `factory = 'HNSW32'`", fmt_s(b["vekter_hnsw"]), "`CREATE VIRTUAL TABLE … USING faiss(…)`: read the table, build, save the snapshot"],
-            ["raw FAISS `IndexHNSWFlat(d, 32)`", fmt_s(b["faiss_hnsw"]), f"`add` ({env['vekter_threads']} threads)"],
-            ["vectorlite `hnsw(max_elements=N, M=32, ef_construction=40)`", fmt_s(b["vectorlite_hnsw"]), "inserting every row in one transaction"],
-            [f"vekter `factory = 'IVF{ann['nlist']},Flat'`", fmt_s(b["vekter_ivf"]), "create: train on a 50,000-row sample (default `train_size`), add, save"],
-            [f"raw FAISS `IVF{ann['nlist']},Flat`", fmt_s(b["faiss_ivf"]), f"`train` on a 50,000-row sample + `add` ({env['vekter_threads']} threads)"],
-            ["vekter Flat", fmt_s(b["vekter_flat"]), "create (exact reference)"],
-        ]))
-        L.append("")
-        L.append("vectorlite gets FAISS HNSW32's construction parameters (32 links per node, 64 on level 0; "
-                 "efConstruction 40) so the graphs are comparable; its defaults are M=16, ef_construction=200.\n")
-        L.append("### HNSW: recall@10 and median latency (ms)\n")
-        L.append("vekter: `SELECT rowid, distance FROM hnsw WHERE query = ? AND k = 10 AND params = 'efSearch=N'`; "
-                 "raw FAISS: `index.hnsw.efSearch = N`; vectorlite: `knn_search(embedding, knn_param(?, 10, N))`.\n")
-        L.append(md_table(["efSearch", "vekter recall", "vekter ms", "FAISS recall", "FAISS ms", "vectorlite recall",
-                           "vectorlite ms", "vekter / FAISS", "vectorlite / FAISS"], ann_rows(ann, "hnsw")))
-        hd = ann.get("hnsw_default")
-        L.append("")
-        with16 = ann["hnsw"].get(16, {}).get("vekter")
-        if hd:
-            L.append(f"Without `params` (the table default: FAISS's efSearch = 16) vekter answers in {fmt_ms(hd['median_ms'])} ms "
-                     f"with recall {fmt_recall(hd['recall'])}"
-                     + (f"; with `params = 'efSearch=16'` (the same search, set per query) in "
-                        f"{fmt_ms(with16['median_ms'])} ms" if with16 else "") + ".\n")
-        L.append(f"### IVF{ann['nlist']},Flat: recall@10 and median latency (ms)\n")
-        L.append("vekter: `… AND params = 'nprobe=N'`; raw FAISS: `nprobe = N`.\n")
-        L.append(md_table(["nprobe", "vekter recall", "vekter ms", "FAISS recall", "FAISS ms", "vekter / FAISS"],
-                          ann_rows(ann, "ivf")))
-        L.append("")
-        ex = ann["exact"]
-        L.append(f"Exact reference on the same data: vekter Flat table {fmt_ms(ex['vekter']['median_ms'])} ms, raw FAISS "
-                 f"`IndexFlatL2` {fmt_ms(ex['faiss']['median_ms'])} ms.\n")
+        L += ann_part(ann, env, f"## Approximate search: {ann['n']:,} × {ann['d']}-d, generated data\n",
+                      "bench_recall_latency.png")
+    real = results.get("ann_real")
+    if real and "hnsw" in real:
+        info = real["data"]
+        L += ann_part(real, env, f"## Approximate search: {real['n']:,} × {real['d']}-d, real sentence embeddings\n",
+                      "bench_recall_latency_real.png",
+                      f"Data: {info['model']} embeddings (unit length) of {real['n']:,} documentation passages found on "
+                      f"this machine ({info['passages_source']}; {info['n_passages_available']:,} available), the "
+                      "queries being other passages of the same corpus. Computed once by `bench/vbench/realdata.py` "
+                      "(a numpy forward pass of the model, checked against sentence-transformers' published "
+                      "similarities) and cached.\n")
+    elif real:
+        L.append(f"## Approximate search on real sentence embeddings\n\nSkipped in this run: {real['skipped']}\n")
 
     w = results.get("write")
     if w:

@@ -1,6 +1,8 @@
-"""Section `ann`: recall@10 against exact ground truth vs median latency for HNSW (vekter HNSW32
-with per-query efSearch, raw FAISS IndexHNSWFlat, vectorlite) and IVF (vekter, raw FAISS), with
-build times. Leaves its files in the work directory for simd, threads, reopen and memory."""
+"""Sections `ann` and `ann_real`: recall@10 against exact ground truth vs median latency for HNSW
+(vekter HNSW32 with per-query efSearch, raw FAISS IndexHNSWFlat, vectorlite) and IVF (vekter, raw
+FAISS), with build times, and the time vekter adds to raw FAISS by k (IVF and Flat, k = 1, 10,
+100). `ann` runs on generated data and leaves its files in the work directory for simd, threads,
+reopen and memory; `ann_real` runs the same on real sentence embeddings (realdata.py)."""
 from __future__ import annotations
 
 import gc
@@ -23,19 +25,44 @@ from ..peers import (
     vtab_search,
 )
 
+BY_K = (1, 10, 100)
+
 
 def bench_ann(cfg, work, env):
     n, d = cfg["ann"]
-    nlist = cfg["ivf_nlist"]
-    log(f"\n== ANN, {n:,} x {d}, k={K}")
+    log(f"\n== ANN, {n:,} x {d} (generated), k={K}")
     base = embeddings(n, d, seed=30)
     queries = embeddings(cfg["queries"] + 3, d, seed=31)
+    res = ann_case(cfg, work, env, base, queries, "ann", keep=True)
+    res["data"] = "generated (`embeddings()` in bench/vbench/data.py)"
+    return res
+
+
+def bench_ann_real(cfg, work, env):
+    from ..realdata import available, real_embeddings
+
+    why = available()
+    if why:
+        log(f"\n== ANN on real sentence embeddings: skipped ({why})")
+        return {"skipped": why}
+    n = cfg["ann_real"]
+    base, queries, info = real_embeddings(n, cfg["queries"] + 3)
+    log(f"\n== ANN, {n:,} x {base.shape[1]} (real sentence embeddings: {info['model']}), k={K}")
+    res = ann_case(cfg, work, env, base, queries, "real", keep=False)
+    res["data"] = info
+    return res
+
+
+def ann_case(cfg, work, env, base, queries, prefix, keep):
+    """HNSW, IVF and Flat on one data set; `keep`: leave the files the later sections use."""
+    n, d = base.shape
+    nlist = cfg["ivf_nlist"]
     gt = ground_truth(base, queries)
-    res = {"n": n, "d": d, "nlist": nlist, "build": {}, "hnsw": {}, "ivf": {}, "exact": {}}
+    res = {"n": n, "d": d, "nlist": nlist, "build": {}, "hnsw": {}, "ivf": {}, "exact": {}, "by_k": {}}
     build_threads = env["vekter_threads"]
 
     # HNSW ------------------------------------------------------------------------------
-    hpath = work / "ann_hnsw.db"
+    hpath = work / f"{prefix}_hnsw.db"
     conn = connect(hpath, "vectorlite")
     conn.execute("create table t (id integer primary key, embedding blob)")
     load_rows(conn, "insert into t (id, embedding) values (?, ?)", base)
@@ -77,13 +104,15 @@ def bench_ann(cfg, work, env):
             res["hnsw"][ef] = row
             log(f"  efSearch={ef:<4} " + "  ".join(
                 f"{k}: {fmt_ms(v['median_ms'])} ms r={fmt_recall(v['recall'])}" for k, v in row.items()))
+        set_ef(BY_K_EF)
+        res["by_k"]["hnsw"] = by_k(conn, "hnsw", f"efSearch={BY_K_EF}", raw_hnsw, queries, cfg)
         if "hnsw_default" in res:
             log(f"  vekter without params (efSearch 16): {fmt_ms(res['hnsw_default']['median_ms'])} ms")
         raw_hnsw.hnsw.efSearch = 16
     conn.close()
 
     # IVF -------------------------------------------------------------------------------
-    ipath = work / "ann_ivf.db"
+    ipath = work / f"{prefix}_ivf.db"
     conn = connect(ipath)
     conn.execute("create table t (id integer primary key, embedding blob)")
     load_rows(conn, "insert into t (id, embedding) values (?, ?)", base)
@@ -115,11 +144,13 @@ def bench_ann(cfg, work, env):
             res["ivf"][p] = row
             log(f"  nprobe={p:<4} " + "  ".join(
                 f"{k}: {fmt_ms(v['median_ms'])} ms r={fmt_recall(v['recall'])}" for k, v in row.items()))
+        set_nprobe(BY_K_NPROBE)
+        res["by_k"]["ivf"] = by_k(conn, "ivf", f"nprobe={BY_K_NPROBE}", raw_ivf, queries, cfg)
     conn.close()
     ipath.unlink()
 
     # Exact reference on the same data (also the Flat file the reopen and memory sections use)
-    fpath = work / "ann_flat.db"
+    fpath = work / f"{prefix}_flat.db"
     conn = connect(fpath)
     conn.execute("create table t (id integer primary key, embedding blob)")
     load_rows(conn, "insert into t (id, embedding) values (?, ?)", base)
@@ -135,6 +166,10 @@ def bench_ann(cfg, work, env):
     log(f"  exact reference: vekter Flat {fmt_ms(res['exact']['vekter']['median_ms'])} ms, "
         f"FAISS Flat {fmt_ms(res['exact']['faiss']['median_ms'])} ms")
 
+    if not keep:
+        hpath.unlink()
+        fpath.unlink()
+        return res
     # Kept for the reopen and memory sections: the same data, indexed by FAISS itself.
     faiss.write_index(raw_hnsw, str(work / "ann_hnsw.faissindex"))
     faiss.write_index(raw_flat, str(work / "ann_flat.faissindex"))
@@ -144,3 +179,20 @@ def bench_ann(cfg, work, env):
     raw_hnsw = raw_ivf = raw_flat = base = None
     gc.collect()
     return res
+
+
+BY_K_NPROBE = 16
+BY_K_EF = 64
+
+
+def by_k(conn, table, params, raw, queries, cfg):
+    """The time vekter adds to raw FAISS on the same search, by k: {k: {vekter_ms, faiss_ms,
+    added_us}} (medians of interleaved blocks, as everywhere)."""
+    out = {}
+    for k in BY_K:
+        row = measure({"vekter": Backend(vtab_search(conn, table, params, k=k), None),
+                       "faiss": Backend(raw_search(raw, k=k), None)}, queries, None, cfg)
+        v, f = row["vekter"]["median_ms"], row["faiss"]["median_ms"]
+        out[k] = {"vekter_ms": v, "faiss_ms": f, "added_us": (v - f) * 1e3}
+        log(f"  {table} k={k:<3}: vekter {fmt_ms(v)} ms, FAISS {fmt_ms(f)} ms, added {(v - f) * 1e3:.1f} µs")
+    return out

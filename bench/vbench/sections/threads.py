@@ -1,7 +1,10 @@
 """Section `threads`: HNSW32 build time by vekter_threads(n) (children/threads_build.py), and
-search throughput with more connections (one thread each) than cores."""
+search throughput with more connections (one thread each) than cores: HNSW, and exact scans of
+the Flat index (split over the idle cores when one connection searches alone; never more
+threads than cores in all when many do)."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -29,6 +32,21 @@ def bench_threads(cfg, work, env, ann):
     for nconn in (1, 2, 4, 8):
         out["qps"][nconn] = throughput(path, sql, queries, nconn, c["seconds"])
         log(f"  {nconn} connection(s) in {nconn} thread(s), HNSW32 (efSearch 16): {out['qps'][nconn]:,.0f} queries/s")
+    flat = str(work / "ann_flat.db")
+    sql = "select rowid from flat where query = ? and k = 10"
+    out["flat_qps"] = {}
+    probe = connect(flat)
+    probe.execute("select vekter_threads(1)")
+    out["flat_qps_one_thread"] = throughput(flat, sql, queries, 1, c["seconds"])
+    probe.execute(f"select vekter_threads({env['vekter_threads']})")
+    log(f"  1 connection, Flat exact scan on one thread (vekter_threads(1)): {out['flat_qps_one_thread']:,.0f} queries/s")
+    for nconn in (1, 2, 4, 8):
+        before = json.loads(probe.execute("select vekter_debug()").fetchone()[0])["threads"]["split_scans"]
+        out["flat_qps"][nconn] = throughput(flat, sql, queries, nconn, c["seconds"])
+        after = json.loads(probe.execute("select vekter_debug()").fetchone()[0])["threads"]["split_scans"]
+        log(f"  {nconn} connection(s), Flat exact scan: {out['flat_qps'][nconn]:,.0f} queries/s "
+            f"({after - before:,} scans split)")
+    probe.close()
     return out
 
 
