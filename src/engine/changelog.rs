@@ -122,18 +122,27 @@ impl<'a> ChangeLog<'a> {
 
     /// The highest sequence number this connection can see (0 when empty).
     pub(crate) fn max_seq(&self) -> Result<i64> {
-        // An emptied log (after `optimize`) keeps counting in `sqlite_sequence`
-        // (AUTOINCREMENT): its end is the larger of the two, so that `pending` stays exact.
-        let mut stmt = self
-            .shadow
-            .conn()
-            .prepare(&format!(
-                "SELECT max(coalesce((SELECT max(seq) FROM {}), 0), \
-                 coalesce((SELECT seq FROM {}.sqlite_sequence WHERE name = ?1), 0))",
-                self.shadow.table(ShadowTable::Changes),
-                quote_ident(self.shadow.schema())
-            ))
-            .map_err(Error::damaged_if_schema)?;
+        // The log keeps its newest entry when `optimize` folds it (`truncate`), so its end is
+        // its largest `seq`. A log made with AUTOINCREMENT (before 2026-12-02) may have been
+        // emptied, and keeps counting in `sqlite_sequence`: its end is the larger of the two.
+        let conn = self.shadow.conn();
+        let schema = quote_ident(self.shadow.schema());
+        let log = self.shadow.table(ShadowTable::Changes);
+        let counts = {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT count(*) FROM {schema}.sqlite_master WHERE name = 'sqlite_sequence'"
+            ))?;
+            stmt.step()? && stmt.cell(0) == Cell::Integer(1)
+        };
+        let sql = if counts {
+            format!(
+                "SELECT max(coalesce((SELECT max(seq) FROM {log}), 0), \
+                 coalesce((SELECT seq FROM {schema}.sqlite_sequence WHERE name = ?1), 0))"
+            )
+        } else {
+            format!("SELECT coalesce((SELECT max(seq) FROM {log}), 0) WHERE ?1 IS NOT NULL")
+        };
+        let mut stmt = conn.prepare(&sql).map_err(Error::damaged_if_schema)?;
         stmt.bind_text(1, &self.shadow.table_name(ShadowTable::Changes))?;
         stmt.step()?;
         Ok(match stmt.cell(0) {
@@ -224,11 +233,14 @@ impl<'a> ChangeLog<'a> {
         Ok(changes)
     }
 
-    /// Forget entries up to `upto`: they are folded into the stored snapshot.
+    /// Forget entries up to `upto`: they are folded into the stored snapshot. The newest entry
+    /// stays, even when folded, so that the log never empties and its next `seq` (one past the
+    /// largest) is past every `seq` ever folded: without AUTOINCREMENT an emptied log would
+    /// count from 1 again, below the stored snapshot's mark.
     pub(crate) fn truncate(&self, upto: i64) -> Result<()> {
+        let log = self.shadow.table(ShadowTable::Changes);
         let mut stmt = self.shadow.conn().prepare(&format!(
-            "DELETE FROM {} WHERE seq <= ?1",
-            self.shadow.table(ShadowTable::Changes)
+            "DELETE FROM {log} WHERE seq <= ?1 AND seq < (SELECT max(seq) FROM {log})"
         ))?;
         stmt.bind_i64(1, upto)?;
         while stmt.step()? {}

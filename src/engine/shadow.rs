@@ -15,7 +15,10 @@ pub(crate) enum ShadowTable {
     Config,
     /// `<name>_chunks (chunk INTEGER PRIMARY KEY, data BLOB)`: the snapshot, chunked.
     Chunks,
-    /// `<name>_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, rid)`: the change log.
+    /// `<name>_changes (seq INTEGER PRIMARY KEY, rid)`: the change log. Tables made before
+    /// 2026-12-02 have `AUTOINCREMENT`, which costs each write a second B-tree update (of
+    /// `sqlite_sequence`); now the log never empties instead (see `ChangeLog::truncate`), so
+    /// its next `seq` is always past every `seq` ever folded.
     Changes,
 }
 
@@ -40,12 +43,10 @@ impl ShadowTable {
             (ShadowTable::Config, _) => "(key TEXT PRIMARY KEY, value) WITHOUT ROWID".into(),
             (ShadowTable::Chunks, _) => "(chunk INTEGER PRIMARY KEY, data BLOB NOT NULL)".into(),
             (ShadowTable::Changes, KeyShape::Columns { .. }) => format!(
-                "(seq INTEGER PRIMARY KEY AUTOINCREMENT, {})",
+                "(seq INTEGER PRIMARY KEY, {})",
                 log_columns(shape).join(", ")
             ),
-            (ShadowTable::Changes, _) => {
-                "(seq INTEGER PRIMARY KEY AUTOINCREMENT, rid INTEGER NOT NULL)".into()
-            }
+            (ShadowTable::Changes, _) => "(seq INTEGER PRIMARY KEY, rid INTEGER NOT NULL)".into(),
         }
     }
 }

@@ -32,7 +32,7 @@ SELECT faiss_search('main', 'docs_idx', '[0.9, 0]', 2);
 -- commands
 INSERT INTO docs_idx(docs_idx) VALUES ('integrity-check');
 INSERT INTO docs_idx(docs_idx) VALUES ('optimize');
-SELECT count(*) AS logged_after_optimize FROM docs_idx_changes;
+SELECT count(*) AS logged_after_optimize FROM docs_idx_changes; -- 1: the newest entry stays
 INSERT INTO docs_idx(docs_idx) VALUES ('rebuild');
 SELECT database, name, content, column, factory, metric, dim, ntotal, pending, deleted, state FROM faiss_indexes;
 -- without a query a faiss table lists the rows it indexes (Datasette's table page, sqlite-utils)

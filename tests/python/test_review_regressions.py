@@ -92,7 +92,7 @@ def test_faiss_table_can_be_dropped_after_its_content_table():
     with pytest.raises(sqlite3.OperationalError, match="docs"):
         conn.execute("select * from x('[1, 2]', 1)").fetchall()
     conn.execute("drop table x")
-    assert conn.execute("select count(*) from sqlite_master").fetchone()[0] == 1  # sqlite_sequence
+    assert conn.execute("select count(*) from sqlite_master").fetchone()[0] == 0
 
 
 def test_rowid_given_as_text_filters_like_sql_does():
@@ -182,17 +182,55 @@ def test_a_wal_reader_on_an_older_snapshot_gets_its_own_answer(tmp_path):
 
 
 def test_pending_counts_after_rebuild_of_an_empty_log():
-    """A rebuild with an empty change log stores the log's end from sqlite_sequence, so
-    faiss_indexes.pending counts only the changes made since."""
+    """A rebuild after a rebuild stores the log's end (the log keeps its newest entry when
+    folded, so it never counts from 1 again), so faiss_indexes.pending counts only the changes
+    made since."""
     conn = connect(isolation_level=None)
     conn.execute("create table docs (id integer primary key, embedding blob)")
     conn.execute("create virtual table f using faiss(content = docs, dim = 2)")
     conn.execute("insert into docs values (1, '[0,0]'), (2, '[1,1]'), (3, '[2,2]')")
     conn.execute("insert into f(f) values ('rebuild')")
-    conn.execute("insert into f(f) values ('rebuild')")  # the log is empty now
+    conn.execute("insert into f(f) values ('rebuild')")  # the log holds its newest entry only
     conn.execute("insert into docs values (4, '[3,3]')")
     assert conn.execute("select count(*) from f('[0,0]', 2)").fetchone()[0] == 2
     assert conn.execute("select (select count(*) from f_changes), pending from faiss_indexes "
-                        "where name = 'f'").fetchone() == (1, 1)
+                        "where name = 'f'").fetchone() == (2, 1)
     conn.execute("insert into f(f) values ('optimize')")
     assert conn.execute("select pending from faiss_indexes where name = 'f'").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("autoincrement", [False, True])
+def test_the_change_log_never_counts_from_1_again(tmp_path, autoincrement):
+    """The change log has no AUTOINCREMENT (a second B-tree write per write): `optimize` keeps
+    its newest entry so that the next seq is past every seq folded. A log made with
+    AUTOINCREMENT (before 2026-12-02) keeps working, emptied or not, and reopened files too."""
+    path = tmp_path / "log.db"
+    conn = connect(path, isolation_level=None)
+    conn.execute("create table docs (id integer primary key, embedding blob)")
+    conn.execute("create virtual table f using faiss(content = docs, dim = 2)")
+    if autoincrement:  # an older file's log: emptied by an older optimize
+        conn.execute("drop table f_changes")
+        conn.execute("create table f_changes (seq integer primary key autoincrement, rid integer not null)")
+    for i in range(1, 6):
+        conn.execute("insert into docs values (?, ?)", (i, f"[{i}, 0]"))
+    conn.execute("insert into f(f) values ('optimize')")
+    if autoincrement:
+        conn.execute("delete from f_changes")
+    assert [r[0] for r in conn.execute("select rowid from f('[5, 0]', 5)")] == [5, 4, 3, 2, 1]
+    conn.close()
+    for round_ in range(3):
+        conn = connect(path, isolation_level=None)
+        new = 10 + round_
+        conn.execute("insert into docs values (?, ?)", (new, f"[{new}, 0]"))
+        conn.execute("delete from docs where id = ?", (round_ + 1,))
+        seqs = [r[0] for r in conn.execute("select seq from f_changes order by seq")]
+        assert seqs == sorted(set(seqs)) and seqs[-1] >= 7 + 2 * round_
+        assert conn.execute("select rowid from f('[100, 0]', 1)").fetchone()[0] == new
+        conn.execute("insert into f(f) values ('optimize')")
+        assert conn.execute("select pending from faiss_indexes where name = 'f'").fetchone()[0] == 0
+        conn.close()
+        other = connect(path, isolation_level=None)
+        got = [r[0] for r in other.execute("select rowid from f('[0, 0]', 20)")]
+        assert got == sorted(set(range(1, 6)) - set(range(1, round_ + 2)) | set(range(10, new + 1)))
+        other.execute("insert into f(f) values ('integrity-check')")
+        other.close()
