@@ -100,10 +100,18 @@ def goals(results):
         out += ann_goals(real, f"real {real['n']:,}×{real['d']}")
     w = results.get("write")
     if w:
+        plain = w["targets"].get("plain")
         for k, name in (("vekter_hnsw", "HNSW32"), ("vekter_flat", "Flat")):
             if k in w["targets"]:
-                r = w["targets"][k]["ratio_vs_plain"]
+                t = w["targets"][k]
+                r = t["ratio_vs_plain"]
                 out.append((f"synced writes ({name}) ≤ 1.5× without an index", f"{r:.2f}×", r <= 1.5))
+                if plain and k == "vekter_flat":  # issue 14: the catch-up at the next search counts too
+                    ins = t["insert_us_per_row"] * w["rows"] / 1e3
+                    base = plain["insert_us_per_row"] * w["rows"] / 1e3
+                    r = (ins + t["next_search_ms"]) / base
+                    out.append((f"synced writes ({name}) with the next search's catch-up ≤ 1.5× the inserts without an index",
+                                f"({ins:.0f} + {t['next_search_ms']:.0f}) vs {base:.0f} ms = {r:.2f}×", r <= 1.5))
     ro = results.get("reopen")
     if ro:
         for n, c in ro["cases"].items():
