@@ -20,7 +20,7 @@ use super::key::{KeyPart, KeyShape, RowKey};
 /// them: while the connection sees nothing change — the same data version, change count and
 /// schema cookie — a row found there is still there, and a search hitting it again needs no
 /// lookup. Anything else (a commit anywhere, a write of this connection, a schema change)
-/// forgets them all.
+/// forgets them all, and nothing is remembered inside a write transaction (see `stamp`).
 #[derive(Default)]
 pub(crate) struct Verified {
     stamp: Option<(crate::registry::Seen, i64)>,
@@ -135,8 +135,13 @@ impl<'a> Content<'a> {
         }
     }
 
-    /// What this connection sees now, for [`Verified`]; `None` when it cannot tell.
+    /// What this connection sees now, for [`Verified`]; `None` when it cannot tell, and inside a
+    /// write transaction: a ROLLBACK (or ROLLBACK TO) takes rows away without moving the data
+    /// version or the change count, so rows found there are not remembered.
     fn stamp(&self) -> Option<(crate::registry::Seen, i64)> {
+        if self.conn.in_write_transaction(self.schema) {
+            return None;
+        }
         let seen = crate::registry::Seen::now(self.conn, self.schema)?;
         let sql = format!("PRAGMA {}.schema_version", quote_ident(self.schema));
         let cookie = self.stmts.with(self.conn, &sql, |stmt| {

@@ -4,13 +4,15 @@
 
 use std::collections::HashSet;
 
-use crate::error::{bail, Result};
+use crate::error::{bail, Error, Kind, Result};
 use crate::locks;
 use crate::registry::{ConnState, Seen};
+use crate::sqlite::quote_ident;
 
 use super::config::{Config, SnapshotMark};
 use super::key::{KeyPart, KeyShape, RowKey};
 use super::persist;
+use super::shadow::ShadowTable;
 use super::shared::{self, LiveEntry, StateRef};
 use super::state::{Change, LiveState};
 use super::LiveTable;
@@ -195,6 +197,26 @@ fn sync<'a>(
         mark: config.mark()?,
         max_seq: table.log().max_seq()?,
     };
+    // The log never empties (`ChangeLog::truncate`): an end below the snapshot's mark means SQL
+    // deleted from it, and writes logged since are numbered below the mark, where no sync would
+    // ever read them. Searching on would answer from stale rows without end.
+    if visible.max_seq < visible.mark.seq {
+        return Err(Error::of(
+            Kind::Corrupt,
+            format!(
+                "the change log {} was emptied (by SQL, or by the optimize of a vekter older \
+                 than 0.1.0 of 2026-12-02): it ends at {}, before the stored index's {}, so \
+                 writes since are not known; rebuild the index: INSERT INTO {}({}) VALUES \
+                 ('rebuild')",
+                quote_ident(&table.shadow().table_name(ShadowTable::Changes)),
+                visible.max_seq,
+                visible.mark.seq,
+                quote_ident(table.name()),
+                quote_ident(table.name())
+            ),
+        )
+        .naming_table());
+    }
     let in_write = table.conn().in_write_transaction(table.schema());
     // Tables whose rowids VACUUM may renumber are checked after every schema change.
     let cookie = match table.meta().key {

@@ -250,9 +250,16 @@ impl Index {
             return Ok(vec![Vec::new(); n]);
         }
         let queries = self.prepare(queries);
-        let mut team = crate::threads::SearchTeam::join(self.scan_threads(n));
+        // A range selector ANDed with a bitmap would cost FAISS its range shortcut (it narrows
+        // the scan only for a bare `IDSelectorRange`): with deleted rows or a filter, one thread.
+        let wanted = if selected.is_some() {
+            1
+        } else {
+            self.scan_threads(n)
+        };
+        let mut team = crate::threads::SearchTeam::join(wanted);
         if team.size() > 1 {
-            return self.search_in_ranges(&queries, k, selected, &mut team);
+            return self.search_in_ranges(&queries, k, &mut team);
         }
         let mut scores = vec![0f32; n * k];
         let mut labels = vec![-1i64; n * k];
@@ -328,30 +335,33 @@ impl Index {
 
     /// An exact search of a Flat index split into `team.size()` contiguous label ranges, the
     /// first scanned by the calling thread and each other one by a helper thread, then merged.
-    /// Every thread passes FAISS an `IDSelectorRange` (ANDed with `selected`), which FAISS's
-    /// exact scan turns into a scan of that slice alone.
+    /// Every thread passes FAISS a bare `IDSelectorRange`, which FAISS's exact scan turns into
+    /// a scan of that slice alone, and asks for at most as many results as its range holds. A
+    /// helper that cannot be started leaves its range, and those after it, to the caller.
     fn search_in_ranges(
         &self,
         queries: &[f32],
         k: usize,
-        selected: Option<&Bitmap>,
         team: &mut crate::threads::SearchTeam,
     ) -> Result<Vec<Vec<Hit>>> {
         let n = queries.len() / self.dim;
         let ntotal = self.ntotal();
-        let scan = |lo: usize, hi: usize| -> Result<(Vec<f32>, Vec<i64>)> {
+        // Each part: (k of its range, scores, labels), k at most the range's size.
+        let scan = |lo: usize, hi: usize| -> Result<(usize, Vec<f32>, Vec<i64>)> {
             crate::threads::for_search();
-            let params = selector::SearchParams::new(selected, Some((lo, hi)), None)?;
+            let k = k.min(hi - lo).max(1);
+            let params = selector::SearchParams::new(None, Some((lo, hi)), None)?;
             let mut scores = vec![0f32; n * k];
             let mut labels = vec![-1i64; n * k];
             if self.raw_search(queries, k, params.raw(), &mut scores, &mut labels) != 0 {
                 // FAISS's last error is per thread: read it on the thread that failed.
                 return Err(last_error());
             }
-            Ok((scores, labels))
+            Ok((k, scores, labels))
         };
         let scan = &scan;
-        let parts: Vec<Result<(Vec<f32>, Vec<i64>)>> = std::thread::scope(|s| {
+        type Part = Result<(usize, Vec<f32>, Vec<i64>)>;
+        let parts: Vec<Part> = std::thread::scope(|s| {
             let threads = team.size();
             let bound = |i: usize| ntotal * i / threads;
             let mut helpers = Vec::with_capacity(threads - 1);
@@ -362,7 +372,7 @@ impl Index {
                     .spawn_scoped(s, move || scan(lo, hi))
                 {
                     Ok(handle) => helpers.push((handle, lo, hi)),
-                    // No thread to be had (a process limit): the caller scans that range too.
+                    // No thread to be had (a process limit): the caller scans what is left.
                     Err(_) => break,
                 }
             }
@@ -371,8 +381,11 @@ impl Index {
             if started > 1 {
                 crate::threads::count_split_scan();
             }
-            let caller_end = helpers.first().map_or(ntotal, |h| h.1);
-            let mut parts = vec![scan(0, caller_end)];
+            // The caller's range, and the ranges of helpers that could not be started.
+            let mut parts = vec![scan(0, bound(1))];
+            if started < threads {
+                parts.push(scan(bound(started), ntotal));
+            }
             for (handle, lo, hi) in helpers {
                 parts.push(handle.join().unwrap_or_else(|_| {
                     Err(Error::of(
@@ -386,11 +399,11 @@ impl Index {
         let parts = parts.into_iter().collect::<Result<Vec<_>>>()?;
         Ok((0..n)
             .map(|q| {
-                let range = q * k..(q + 1) * k;
                 let (labels, scores): (Vec<i64>, Vec<f32>) = parts
                     .iter()
-                    .flat_map(|(scores, labels)| {
-                        labels[range.clone()].iter().zip(&scores[range.clone()])
+                    .flat_map(|(k, scores, labels)| {
+                        let range = q * k..(q + 1) * k;
+                        labels[range.clone()].iter().zip(&scores[range])
                     })
                     .unzip();
                 let mut hits = self.collect_hits(&labels, &scores);
