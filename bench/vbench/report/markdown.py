@@ -203,7 +203,7 @@ def report(results, cfg, mode, elapsed, out_dir):
     if th:
         L.append("## Threads\n")
         L.append("A search runs on its caller's thread (FAISS parallelises over queries; vekter sends one per call), "
-                 "except a large exact scan (Flat, at least 2 × 2^20 numbers, fewer than 20 query vectors): that one is "
+                 "except a large exact scan (Flat, at least 2 × 2^20 numbers, fewer than 20 query vectors, no rows deleted since the last optimize and no rowid filter): that one is "
                  "split into ranges of the index over the cores no other vekter search holds at that moment, so one "
                  "connection alone gets every core and many connections never bring more threads than cores. "
                  "Builds, training and bulk adds use `vekter_threads()` OpenMP threads (default: the CPUs available; "
