@@ -57,12 +57,22 @@ impl Bitmap {
     }
 }
 
+/// Which labels a search may return.
+pub(super) enum Select<'a> {
+    All,
+    /// The labels whose bit is set.
+    Labels(&'a Bitmap),
+    /// The labels `lo..hi`: FAISS's exact scan then reads only that slice of the index (it
+    /// narrows the scan for a bare `IDSelectorRange` only).
+    Range(usize, usize),
+}
+
 /// FAISS search parameters with a selector, freed on drop. One per search: FAISS parameter
 /// objects are never shared between concurrent searches.
 pub(super) struct SearchParams {
     params: Params,
-    /// Every selector created, the one the parameters hold last (NULL selects every label).
-    selectors: Vec<*mut faiss_sys::FaissIDSelector>,
+    /// The selector the parameters hold (NULL selects every label); they do not own it.
+    selector: *mut faiss_sys::FaissIDSelector,
 }
 
 enum Params {
@@ -73,51 +83,41 @@ enum Params {
 }
 
 impl SearchParams {
-    /// Parameters selecting the labels set in `bitmap` (every label when `None`) within
-    /// `range` (`lo..hi`; FAISS's exact scan then reads only that part of the index);
-    /// `ivf_nprobe` for IVF indexes (the value this search uses).
-    pub(super) fn new(
-        bitmap: Option<&Bitmap>,
-        range: Option<(usize, usize)>,
-        ivf_nprobe: Option<usize>,
-    ) -> Result<SearchParams> {
+    /// Parameters selecting `select`; `ivf_nprobe` for IVF indexes (the value this search
+    /// uses).
+    pub(super) fn new(select: Select, ivf_nprobe: Option<usize>) -> Result<SearchParams> {
         let mut made = SearchParams {
             params: Params::None,
-            selectors: Vec::new(),
+            selector: std::ptr::null_mut(),
         };
         // SAFETY: FAISS keeps a pointer to the bitmap's bytes, which outlive these parameters
-        // (both live for one search call); `n` is the bitmap's size in bytes. Each object is
-        // pushed into `made` as soon as it exists, so Drop frees it on every error path; an
-        // `IDSelectorAnd` does not own its operands.
+        // (both live for one search call); `n` is the bitmap's size in bytes. The selector is
+        // stored in `made` as soon as it exists, so Drop frees it on every error path.
         unsafe {
-            if let Some((lo, hi)) = range {
-                let mut sel = std::ptr::null_mut();
-                if faiss_sys::faiss_IDSelectorRange_new(&mut sel, lo as i64, hi as i64) != 0 {
-                    return Err(last_error());
+            let rc = match select {
+                Select::All => 0,
+                Select::Range(lo, hi) => {
+                    let mut sel = std::ptr::null_mut();
+                    let rc = faiss_sys::faiss_IDSelectorRange_new(&mut sel, lo as i64, hi as i64);
+                    made.selector = sel as *mut _;
+                    rc
                 }
-                made.selectors.push(sel as *mut _);
-            }
-            if let Some(bitmap) = bitmap {
-                let mut sel = std::ptr::null_mut();
-                let bytes = bitmap.as_bytes();
-                if faiss_sys::faiss_IDSelectorBitmap_new(&mut sel, bytes.len(), bytes.as_ptr()) != 0
-                {
-                    return Err(last_error());
+                Select::Labels(bitmap) => {
+                    let bytes = bitmap.as_bytes();
+                    let mut sel = std::ptr::null_mut();
+                    let rc = faiss_sys::faiss_IDSelectorBitmap_new(
+                        &mut sel,
+                        bytes.len(),
+                        bytes.as_ptr(),
+                    );
+                    made.selector = sel as *mut _;
+                    rc
                 }
-                made.selectors.push(sel as *mut _);
+            };
+            if rc != 0 {
+                return Err(last_error());
             }
-            if let [range, bitmap] = made.selectors[..] {
-                let mut sel = std::ptr::null_mut();
-                if faiss_sys::faiss_IDSelectorAnd_new(&mut sel, range, bitmap) != 0 {
-                    return Err(last_error());
-                }
-                made.selectors.push(sel as *mut _);
-            }
-            let selector = made
-                .selectors
-                .last()
-                .copied()
-                .unwrap_or(std::ptr::null_mut());
+            let selector = made.selector;
             let rc;
             made.params = match ivf_nprobe {
                 Some(nprobe) => {
@@ -150,16 +150,15 @@ impl SearchParams {
 
 impl Drop for SearchParams {
     fn drop(&mut self) {
-        // SAFETY: created in `new`; the parameters do not own the selectors, and the
-        // composite selector (last) is freed before its operands.
+        // SAFETY: created in `new`; the parameters do not own the selector.
         unsafe {
             match self.params {
                 Params::None => {}
                 Params::Base(p) => faiss_sys::faiss_SearchParameters_free(p),
                 Params::Ivf(p) => faiss_sys::faiss_SearchParametersIVF_free(p),
             }
-            for &sel in self.selectors.iter().rev() {
-                faiss_sys::faiss_IDSelector_free(sel);
+            if !self.selector.is_null() {
+                faiss_sys::faiss_IDSelector_free(self.selector);
             }
         }
     }
