@@ -160,6 +160,15 @@ pub(crate) fn count_split_scan() {
     SPLIT_SCANS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Catch-ups with the change log applied by a helper thread beside the reading one (for
+/// `vekter_debug()` and tests).
+static APPLIES_BESIDE: AtomicUsize = AtomicUsize::new(0);
+
+/// Count one catch-up applied beside the reading thread.
+pub(crate) fn count_apply_beside() {
+    APPLIES_BESIDE.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Threads inside vekter searches right now (for `vekter_debug()` and tests).
 pub(crate) fn searching() -> usize {
     SEARCHING.load(Ordering::Acquire)
@@ -201,6 +210,7 @@ pub(crate) fn report() -> serde_json::Value {
         "scan": build_threads().min(*CPUS),
         "searching_now": searching(),
         "split_scans": SPLIT_SCANS.load(Ordering::Relaxed),
+        "applies_beside": APPLIES_BESIDE.load(Ordering::Relaxed),
         "omp_max_threads_this_thread": omp_max_threads(),
         "openblas": openblas_threads(),
         "cpus": *CPUS,

@@ -58,6 +58,10 @@ fn check_dim(dim: usize) -> Result<()> {
 }
 
 fn check_finite(v: &[f32]) -> Result<()> {
+    // One branch-free pass over every element (it vectorizes); where it fails, find which.
+    if !v.iter().fold(false, |bad, x| bad | !x.is_finite()) {
+        return Ok(());
+    }
     match v.iter().position(|x| !x.is_finite()) {
         None => Ok(()),
         Some(i) => Err(Error::invalid(format!(
@@ -75,15 +79,18 @@ fn append_blob(bytes: &[u8], out: &mut Vec<f32>) -> Result<()> {
         )));
     }
     check_dim(bytes.len() / 4)?;
-    // Blobs carry no alignment guarantee: copy straight when aligned (little-endian hosts
-    // store float32 as the blob does), otherwise read each float from its bytes.
-    match bytemuck::try_cast_slice::<u8, f32>(bytes) {
-        Ok(floats) if cfg!(target_endian = "little") => out.extend_from_slice(floats),
-        _ => out.extend(
+    // Blobs carry no alignment guarantee (SQLite hands out pointers into its pages): a
+    // little-endian host copies the bytes as they are, a big-endian one reads each float.
+    if cfg!(target_endian = "little") {
+        let start = out.len();
+        out.resize(start + bytes.len() / 4, 0.0);
+        bytemuck::cast_slice_mut::<f32, u8>(&mut out[start..]).copy_from_slice(bytes);
+    } else {
+        out.extend(
             bytes
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        ),
+        );
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use super::LiveTable;
 /// Vector bytes read per batch while building: FAISS adds a batch in one call, and graph
 /// indexes build markedly faster from few large adds (HNSW32, 20,000 × 128-d: 2.05 s in one
 /// add, 2.87 s in adds of 8,192), at the price of this much memory beside the index.
-const BATCH_BYTES: usize = 256 << 20;
+pub(crate) const BATCH_BYTES: usize = 256 << 20;
 /// Default number of rows sampled to train an index that needs training.
 pub(crate) const DEFAULT_TRAIN_SIZE: usize = 50_000;
 

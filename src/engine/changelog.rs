@@ -4,13 +4,16 @@
 //! folded in.
 
 use crate::error::{Error, Result};
+use std::collections::HashSet;
+
 use crate::sqlite::{quote_ident, Cell};
 
 use super::config::Meta;
 use super::content::read_vector;
 use super::key::{KeyPart, KeyShape, RowKey};
+use super::rowid_hash::RowidHash;
 use super::shadow::{Shadow, ShadowTable};
-use super::state::Change;
+use super::state::NewRow;
 
 /// The three triggers `<name>_vekter_<suffix>` on the content table.
 const TRIGGERS: [&str; 3] = ["ai", "ad", "au"];
@@ -151,14 +154,25 @@ impl<'a> ChangeLog<'a> {
         })
     }
 
-    /// Each distinct row logged in `(after, upto]`, as it is now (one join with the content
-    /// table that `meta` names): its vector, or none when it is gone or outside the index.
-    pub(crate) fn changes(&self, meta: &Meta, after: i64, upto: i64) -> Result<Vec<Change>> {
-        let dim = meta.dim;
-        let mut changes = Vec::new();
+    /// Each distinct row logged in `(after, upto]`, as it is now (read with the content table
+    /// that `meta` names): in the index with its vector, or gone from it. They are handed to
+    /// `sink` in batches of about `batch_bytes` of vectors; the buffer it leaves is cleared and
+    /// filled again (it may take it and leave another).
+    ///
+    /// One pass over the log in order, each entry joined with its content row: no DISTINCT
+    /// (a temporary B-tree of every entry cost about as much as the rest of the read), a row
+    /// logged twice is skipped here, before its vector is read.
+    pub(crate) fn changes(
+        &self,
+        meta: &Meta,
+        (after, upto): (i64, i64),
+        batch_bytes: usize,
+        mut sink: impl FnMut(&mut ChangeSet) -> Result<()>,
+    ) -> Result<()> {
         if upto <= after {
-            return Ok(changes);
+            return Ok(());
         }
+        let mut set = ChangeSet::default();
         let keys = log_columns(&meta.key);
         let logged = keys
             .iter()
@@ -185,18 +199,23 @@ impl<'a> ChangeLog<'a> {
         // (A missing log is already reported as damage by `max_seq`, which every reader calls
         // first; here a failure may also be the content table's, which is not damage.)
         let mut stmt = self.shadow.conn().prepare(&format!(
-            "SELECT {logged}, t.{}, {indexed}, {partition} FROM \
-             (SELECT DISTINCT {} FROM {} WHERE seq > ?1 AND seq <= ?2) AS c \
-             LEFT JOIN {}.{} AS t ON {join}",
+            "SELECT {logged}, t.{}, {indexed}, {partition} FROM {} AS c \
+             LEFT JOIN {}.{} AS t ON {join} WHERE c.seq > ?1 AND c.seq <= ?2",
             quote_ident(&meta.column),
-            keys.join(", "),
             self.shadow.table(ShadowTable::Changes),
             quote_ident(self.shadow.schema()),
             quote_ident(&meta.content)
         ))?;
         stmt.bind_i64(1, after)?;
         stmt.bind_i64(2, upto)?;
+        let logged = usize::try_from(upto - after).unwrap_or(usize::MAX);
+        let row_bytes = meta.dim.max(1) * std::mem::size_of::<f32>();
+        let ahead = logged.min(batch_bytes.min(RESERVE_BYTES) / row_bytes + 1);
+        set.rows.reserve(ahead);
+        set.vectors.reserve(ahead * meta.dim);
         let width = keys.len() as i32;
+        let mut seen_rowids = HashSet::with_hasher(RowidHash::default());
+        let mut seen_keys = HashSet::new();
         while stmt.step()? {
             let (handle, key) = match &meta.key {
                 KeyShape::Columns { .. } => {
@@ -204,10 +223,14 @@ impl<'a> ChangeLog<'a> {
                     let Some(key) = RowKey::from_cells((0..width).map(|i| stmt.cell(i))) else {
                         continue;
                     };
+                    if seen_keys.contains(&key) {
+                        continue;
+                    }
+                    seen_keys.insert(key.clone());
                     (key.handle(), Some(key))
                 }
                 _ => match stmt.cell(0) {
-                    Cell::Integer(rowid) => (rowid, None),
+                    Cell::Integer(rowid) if seen_rowids.insert(rowid) => (rowid, None),
                     _ => continue,
                 },
             };
@@ -215,22 +238,28 @@ impl<'a> ChangeLog<'a> {
                 Some(_) => KeyPart::partition(stmt.cell(width + 2)),
                 None => None,
             };
-            let inside = stmt.cell(width + 1) == Cell::Integer(1)
+            // (Without `where`, the column is the constant 1: not read.)
+            let inside = (meta.predicate.is_none() || stmt.cell(width + 1) == Cell::Integer(1))
                 && (meta.partition.is_none() || part.is_some());
-            let mut v = Vec::with_capacity(dim);
             let vector = match stmt.cell(width) {
-                Cell::Null => None,
-                _ if !inside => None,
-                cell => read_vector(cell, dim, &mut v).ok().map(|()| v),
+                Cell::Null => false,
+                _ if !inside => false,
+                cell => read_vector(cell, meta.dim, &mut set.vectors).is_ok(),
             };
-            changes.push(Change {
-                handle,
-                key,
-                part,
-                vector,
-            });
+            if vector {
+                set.rows.push(NewRow { handle, key, part });
+            } else {
+                set.gone.push((handle, key));
+            }
+            if set.vectors.len() * std::mem::size_of::<f32>() >= batch_bytes {
+                sink(&mut set)?;
+                set.clear();
+            }
         }
-        Ok(changes)
+        if !set.rows.is_empty() || !set.gone.is_empty() {
+            sink(&mut set)?;
+        }
+        Ok(())
     }
 
     /// Forget entries up to `upto`: they are folded into the stored snapshot. The newest entry
@@ -245,6 +274,34 @@ impl<'a> ChangeLog<'a> {
         stmt.bind_i64(1, upto)?;
         while stmt.step()? {}
         Ok(())
+    }
+}
+
+/// Vector bytes reserved ahead of reading the changed rows (at most one per log entry).
+const RESERVE_BYTES: usize = 64 << 20;
+
+/// The rows logged in a range of the change log, as they are now.
+#[derive(Default)]
+pub(crate) struct ChangeSet {
+    /// The rows the index takes now, with their vectors in `vectors` (row-major, same order).
+    pub(crate) rows: Vec<NewRow>,
+    pub(crate) vectors: Vec<f32>,
+    /// The rows to leave the index, with their keys (tables keyed by columns): gone, outside
+    /// the index (`where`, a NULL vector or partition), or unindexable (`integrity-check`
+    /// names them).
+    pub(crate) gone: Vec<(i64, Option<RowKey>)>,
+}
+
+impl ChangeSet {
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.vectors.clear();
+        self.gone.clear();
+    }
+
+    /// Each row with its vector.
+    pub(crate) fn rows_with_vectors(&self, dim: usize) -> impl Iterator<Item = (&NewRow, &[f32])> {
+        self.rows.iter().zip(self.vectors.chunks_exact(dim.max(1)))
     }
 }
 

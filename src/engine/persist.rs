@@ -68,8 +68,7 @@ pub(crate) fn load(table: &LiveTable) -> Result<LiveState> {
             for index in state.indexes_mut() {
                 params::apply(index, &meta.params.faiss)?;
             }
-            let changes = table.log().changes(meta, mark.seq, upto)?;
-            state.apply(changes, upto)?;
+            state.catch_up(&table.log(), meta, upto)?;
             state
         }
         Err(refused) if refused.kind() == Kind::Corrupt => {

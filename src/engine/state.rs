@@ -12,30 +12,21 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
-use crate::error::{bail, Result};
+use crate::error::{bail, Error, Kind, Result};
 use crate::failpoint::failpoint;
 use crate::index::{Bitmap, Index};
 use crate::locks;
 use crate::registry::next_generation;
+use crate::sqlite::panic_error;
+use crate::threads;
 
+use super::builder;
+use super::changelog::{ChangeLog, ChangeSet};
 use super::config::Meta;
 use super::content::key_text;
 use super::key::{vector_hash, KeyPart, KeyShape, RowKey};
 use super::rowid_hash::RowidHash;
 use super::snapshot::{self, PartImage, Source, DEAD_SLOT};
-
-/// A logged content row as it is now: where it belongs and its vector, or `vector: None` when
-/// the row is gone, outside the index (`where`, a NULL vector, key or partition), or cannot be
-/// indexed (then it simply leaves the index; `integrity-check` names it).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Change {
-    pub(crate) handle: i64,
-    /// The row's key (tables keyed by columns).
-    pub(crate) key: Option<RowKey>,
-    /// The row's partition value (partitioned tables).
-    pub(crate) part: Option<KeyPart>,
-    pub(crate) vector: Option<Vec<f32>>,
-}
 
 /// One FAISS index: a partition's, or the whole table's.
 pub(crate) struct Part {
@@ -106,6 +97,7 @@ impl Part {
     fn add(&mut self, handles: &[i64], vectors: &[f32]) -> Result<()> {
         self.index.add(vectors)?;
         let first = self.slots.len();
+        self.slot_of.reserve(handles.len());
         self.slots.extend_from_slice(handles);
         self.live.resize(self.slots.len(), true);
         for (i, &h) in handles.iter().enumerate() {
@@ -134,6 +126,12 @@ pub(crate) struct NewRow {
     pub(crate) key: Option<RowKey>,
     pub(crate) part: Option<KeyPart>,
 }
+
+/// Vector bytes a Flat index takes per add while catching up with the change log.
+const FLAT_APPLY_BATCH_BYTES: usize = 4 << 20;
+/// The fewest log entries a Flat index's catch-up takes a helper thread for (about 5 ms of
+/// work, against some 30 µs to start a thread).
+const BESIDE_MIN_ENTRIES: i64 = 4096;
 
 pub(crate) struct LiveState {
     /// The FAISS indexes: exactly one when the table is not partitioned.
@@ -459,10 +457,15 @@ impl LiveState {
             for &h in &handles {
                 self.remove(h);
             }
-            let mut batch = Vec::with_capacity(members.len() * dim);
-            for &i in members {
-                batch.extend_from_slice(&vectors[i * dim..(i + 1) * dim]);
-            }
+            // One group (an unpartitioned table, or one partition) holds every row in order.
+            let batch = match members.len() == rows.len() {
+                true => std::borrow::Cow::Borrowed(vectors),
+                false => members
+                    .iter()
+                    .flat_map(|&i| &vectors[i * dim..(i + 1) * dim])
+                    .copied()
+                    .collect(),
+            };
             self.parts[p].add(&handles, &batch)?;
             if self.template.is_some() {
                 for &h in &handles {
@@ -501,35 +504,87 @@ impl LiveState {
         Ok(self.parts.len() - 1)
     }
 
-    /// Apply changed rows read from the log up to `upto`. FAISS adds the new vectors before any
-    /// slot changes, so its failure changes nothing; a failure after that leaves the state
-    /// half-applied, and the caller drops it (`sync`).
-    pub(crate) fn apply(&mut self, changes: Vec<Change>, upto: i64) -> Result<()> {
-        let mut rows = Vec::new();
-        let mut vectors = Vec::new();
-        for change in &changes {
-            if let Some(v) = &change.vector {
-                rows.push(NewRow {
-                    handle: change.handle,
-                    key: change.key.clone(),
-                    part: change.part.clone(),
-                });
-                vectors.extend_from_slice(v);
-            }
+    /// Bring the state up to `upto` in `log`: every row logged since `applied_seq`, read from
+    /// the content table and applied in batches. A failure may leave it half-applied: the
+    /// caller drops it (`sync`).
+    pub(crate) fn catch_up(&mut self, log: &ChangeLog, meta: &Meta, upto: i64) -> Result<()> {
+        let span = (self.applied_seq, upto);
+        let flat = self
+            .parts
+            .iter()
+            .map(|p| &p.index)
+            .chain(&self.template)
+            .all(Index::is_flat);
+        // Other indexes add markedly faster in few large batches (HNSW: `builder::BATCH_BYTES`).
+        if !(flat && self.catch_up_beside(log, meta, span)?) {
+            let batch_bytes = if flat {
+                FLAT_APPLY_BATCH_BYTES
+            } else {
+                builder::BATCH_BYTES
+            };
+            log.changes(meta, span, batch_bytes, |set| self.apply(set))?;
         }
-        self.insert(&rows, &vectors)?;
+        self.applied_seq = self.applied_seq.max(upto);
+        self.generation = next_generation();
+        Ok(())
+    }
+
+    /// A Flat index's catch-up on two threads when a core is idle: a helper adds each batch
+    /// (a copy into FAISS, and the slot maps) while this thread reads the next from SQLite, in
+    /// batches that stay in the caches, two buffers taking turns. False when no helper could
+    /// be had: nothing was read.
+    fn catch_up_beside(&mut self, log: &ChangeLog, meta: &Meta, span: (i64, i64)) -> Result<bool> {
+        let team = threads::SearchTeam::join(2);
+        if team.size() < 2 || span.1 - span.0 < BESIDE_MIN_ENTRIES {
+            return Ok(false);
+        }
+        let (to_helper, batches) = std::sync::mpsc::sync_channel::<ChangeSet>(1);
+        let (give_back, spare) = std::sync::mpsc::channel::<ChangeSet>();
+        std::thread::scope(|s| {
+            let state = &mut *self;
+            let helper = std::thread::Builder::new()
+                .name("vekter-apply".into())
+                .spawn_scoped(s, move || -> Result<()> {
+                    for set in batches {
+                        state.apply(&set)?;
+                        // (The reader may be done: then the buffer is simply dropped.)
+                        let _ = give_back.send(set);
+                    }
+                    Ok(())
+                });
+            let Ok(helper) = helper else {
+                return Ok(false);
+            };
+            threads::count_apply_beside();
+            let read = log.changes(meta, span, FLAT_APPLY_BATCH_BYTES, |set| {
+                let full = std::mem::replace(set, spare.try_recv().unwrap_or_default());
+                // A helper that stopped on an error says which, below.
+                to_helper
+                    .send(full)
+                    .map_err(|_| Error::of(Kind::Internal, "the apply thread stopped"))
+            });
+            drop(to_helper);
+            let applied = helper.join().unwrap_or_else(|p| Err(panic_error(p)));
+            // The helper's own failure first: the reader's is then only that it stopped.
+            applied.and(read).map(|()| true)
+        })
+    }
+
+    /// Apply one batch of changed rows. FAISS adds the new vectors before any slot changes, so
+    /// its failure changes nothing of this batch.
+    pub(crate) fn apply(&mut self, changes: &ChangeSet) -> Result<()> {
+        self.insert(&changes.rows, &changes.vectors)?;
         failpoint("apply:vectors-added")?;
-        for change in changes.iter().filter(|c| c.vector.is_none()) {
+        for (handle, key) in &changes.gone {
             // A gone key whose handle another key holds (see `insert`) removes nothing.
-            let other_key = match (&change.key, self.keys.get(&change.handle)) {
+            let other_key = match (key, self.keys.get(handle)) {
                 (Some(gone), Some(held)) => gone != held,
                 _ => false,
             };
             if !other_key {
-                self.remove(change.handle);
+                self.remove(*handle);
             }
         }
-        self.applied_seq = self.applied_seq.max(upto);
         self.generation = next_generation();
         Ok(())
     }
@@ -583,15 +638,6 @@ mod tests {
             .collect()
     }
 
-    fn change(handle: i64, vector: Option<Vec<f32>>) -> Change {
-        Change {
-            handle,
-            key: None,
-            part: None,
-            vector,
-        }
-    }
-
     #[test]
     fn changes_tombstone_and_payload_round_trips() {
         let m = meta(KeyShape::Rowid, None);
@@ -601,8 +647,13 @@ mod tests {
             .unwrap();
         let before = state.generation;
         state
-            .apply(vec![change(20, None), change(30, Some(vec![5.0, 5.0]))], 5)
+            .apply(&ChangeSet {
+                rows: rows(&[30]),
+                vectors: vec![5.0, 5.0],
+                gone: vec![(20, None)],
+            })
             .unwrap();
+        state.applied_seq = 5;
         assert_ne!(state.generation, before);
         assert_eq!(state.handles(), vec![10, 30]);
         assert_eq!(
@@ -654,16 +705,15 @@ mod tests {
         assert_eq!(state.part(Some(&KeyPart::Int(1))).unwrap().live_count(), 2);
         assert!(state.part(Some(&KeyPart::Int(3))).is_none());
         // "a" moves to tenant 2: it leaves tenant 1.
-        let moved = Change {
-            vector: Some(vec![9.0, 9.0]),
-            ..Change {
-                handle: new[0].handle,
-                key: new[0].key.clone(),
+        let moved = ChangeSet {
+            rows: vec![NewRow {
                 part: Some(KeyPart::Int(2)),
-                vector: None,
-            }
+                ..new[0].clone()
+            }],
+            vectors: vec![9.0, 9.0],
+            gone: Vec::new(),
         };
-        state.apply(vec![moved], 3).unwrap();
+        state.apply(&moved).unwrap();
         assert_eq!(state.part(Some(&KeyPart::Int(1))).unwrap().live_count(), 1);
         assert_eq!(state.part(Some(&KeyPart::Int(2))).unwrap().live_count(), 2);
         assert_eq!(state.key(new[0].handle), new[0].key.as_ref());

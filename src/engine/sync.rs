@@ -9,12 +9,13 @@ use crate::locks;
 use crate::registry::{ConnState, Seen};
 use crate::sqlite::quote_ident;
 
+use super::changelog::ChangeSet;
 use super::config::{Config, SnapshotMark};
 use super::key::{KeyPart, KeyShape, RowKey};
 use super::persist;
 use super::shadow::ShadowTable;
 use super::shared::{self, LiveEntry, StateRef};
-use super::state::{Change, LiveState};
+use super::state::LiveState;
 use super::LiveTable;
 
 /// What this connection sees of the stored state: the snapshot `config` names and the end of
@@ -126,16 +127,20 @@ pub(crate) struct OverlayRow {
 }
 
 impl Overlay {
-    fn add(&mut self, change: Change) {
-        self.changed.insert(change.handle);
-        if let Some(vector) = change.vector {
-            self.rows.push(OverlayRow {
-                handle: change.handle,
-                key: change.key,
-                part: change.part,
-                vector,
-            });
-        }
+    fn extend(&mut self, changes: &ChangeSet, dim: usize) {
+        self.rows.extend(
+            changes
+                .rows_with_vectors(dim)
+                .map(|(row, vector)| OverlayRow {
+                    handle: row.handle,
+                    key: row.key.clone(),
+                    part: row.part.clone(),
+                    vector: vector.to_vec(),
+                }),
+        );
+        let gone = changes.gone.iter().map(|(handle, _)| *handle);
+        self.changed
+            .extend(changes.rows.iter().map(|r| r.handle).chain(gone));
     }
 
     /// The key of a row the overlay holds.
@@ -246,9 +251,12 @@ fn sync<'a>(
             }
             Step::Overlay { after } => {
                 let mut overlay = Overlay::default();
-                for change in table.log().changes(table.meta(), after, visible.max_seq)? {
-                    overlay.add(change);
-                }
+                let dim = table.meta().dim;
+                let span = (after, visible.max_seq);
+                table.log().changes(table.meta(), span, usize::MAX, |set| {
+                    overlay.extend(set, dim);
+                    Ok(())
+                })?;
                 if let Some(guard) = shared::lock(&entry.slot, exclusive) {
                     return Ok((guard, overlay));
                 }
@@ -276,11 +284,12 @@ fn sync<'a>(
                 }
             }
             Step::Apply { after } => {
-                let changes = table.log().changes(table.meta(), after, visible.max_seq)?;
+                // Read and applied under the write lock, in batches: a connection that finds it
+                // taken waits for this catch-up rather than reading the same rows again.
                 let mut guard = locks::write(&entry.slot);
                 if let Some(s) = guard.as_mut() {
                     if s.build_id == visible.mark.build_id && s.applied_seq == after {
-                        if let Err(e) = s.apply(changes, visible.max_seq) {
+                        if let Err(e) = s.catch_up(&table.log(), table.meta(), visible.max_seq) {
                             // It may have stopped half-way: reload rather than trust it.
                             *guard = None;
                             return Err(e);

@@ -21,7 +21,7 @@ impl Index {
 
     /// True for a plain `IndexFlat` (L2 or inner product): labels are positions in one array
     /// of vectors, so a range of labels is a slice FAISS can scan alone.
-    fn is_flat(&self) -> bool {
+    pub(crate) fn is_flat(&self) -> bool {
         // SAFETY: a dynamic cast of our own live index; NULL when it is another type.
         unsafe { !faiss_sys::faiss_IndexFlat_cast(self.inner.inner_ptr()).is_null() }
     }

@@ -12,18 +12,21 @@ use crate::error::{Error, Kind, Result};
 pub(crate) fn guard<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            Err(Error::of(
-                Kind::Internal,
-                format!("vekter internal error (please report it): {what}"),
-            ))
-        }
+        Err(payload) => Err(panic_error(payload)),
     }
+}
+
+/// The error a caught panic becomes (on the callback's thread, or a helper thread's join).
+pub(crate) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> Error {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    Error::of(
+        Kind::Internal,
+        format!("vekter internal error (please report it): {what}"),
+    )
 }
 
 #[cfg(test)]
