@@ -21,6 +21,8 @@ Sections (all run by default; `--only exact,ann` runs a subset):
   reopen   time to first result in a new process: vekter file vs faiss.read_index.
   percall  per-call overhead on a 100-row, 4-d index.
   batch    the nearest k of every row: neighbours_of IN (one search) against one query per call.
+  interrupt  conn.interrupt() during a CREATE (Flat, HNSW32, IVF training): time to the error,
+           and nothing left behind.
   memory   RSS of a process searching one vekter index file through 1 vs 4 connections.
   partition  one search in one of many partitions (`partition = tenant`) vs an index of that
            partition alone (vekter and raw FAISS), a filter over one unpartitioned index, and
@@ -59,6 +61,7 @@ from vbench.report.plots import plot
 from vbench.sections.ann import bench_ann, bench_ann_real
 from vbench.sections.batch import bench_batch
 from vbench.sections.exact import bench_exact, vss_exact
+from vbench.sections.interrupt import bench_interrupt
 from vbench.sections.memory import bench_memory
 from vbench.sections.partition import bench_partition
 from vbench.sections.percall import bench_percall
@@ -128,6 +131,7 @@ def main():
         "memory": lambda: bench_memory(cfg, work, env, results["ann"]),
         "partition": lambda: bench_partition(cfg, work, env),
         "batch": lambda: bench_batch(cfg, work, env),
+        "interrupt": lambda: bench_interrupt(cfg, work, env),
     }
     try:
         for name in SECTIONS:

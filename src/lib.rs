@@ -20,9 +20,11 @@ mod functions;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod index;
+mod interrupt;
 mod json;
 mod locks;
 mod plain;
+mod progress;
 mod registry;
 mod simd;
 mod sqlite;

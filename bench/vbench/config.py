@@ -31,13 +31,14 @@ MODES = {
         "threads": {"build_rows": 10_000, "seconds": 2.0},
         "partition": {"parts": 20, "rows": 2_000, "dim": 128},
         "batch": (5_000, 128),
+        "interrupt": {"rows": 100_000},
     },
     "full": {
         "exact": [(1_000_000, 128), (100_000, 768)],
         "queries": 1_000, "budget_s": 20.0, "min_queries": 50,
         "ann": (100_000, 128), "ivf_nlist": 1024, "ann_real": 100_000,
         "ef": [16, 32, 64, 128, 256, 512], "nprobe": [1, 2, 4, 8, 16, 32, 64, 128],
-        "write": {"base": 20_000, "rows": 10_000, "dim": 128, "repeats": 3},
+        "write": {"base": 20_000, "rows": 50_000, "dim": 128, "repeats": 3},
         "vss_timeout_s": 300,
         "reopen_runs": 5,
         "percall": {"batches": 7, "calls": 10_000},
@@ -46,9 +47,10 @@ MODES = {
         "threads": {"build_rows": 50_000, "seconds": 5.0},
         "partition": {"parts": 100, "rows": 10_000, "dim": 128},
         "batch": (20_000, 128),
+        "interrupt": {"rows": 1_000_000},
     },
 }
-SECTIONS = ["exact", "ann", "ann_real", "simd", "threads", "write", "reopen", "percall", "memory", "partition", "batch"]
+SECTIONS = ["exact", "ann", "ann_real", "simd", "threads", "write", "reopen", "percall", "memory", "partition", "batch", "interrupt"]
 # Sections that use the files the ANN section leaves in the work directory.
 NEEDS_ANN = ("simd", "threads", "reopen", "memory")
 

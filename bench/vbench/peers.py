@@ -45,8 +45,8 @@ def simd_level():
         return None
 
 
-def connect(path, *peers):
-    conn = sqlite3.connect(str(path), isolation_level=None)
+def connect(path, *peers, check_same_thread=True):
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=check_same_thread)
     conn.enable_load_extension(True)
     conn.load_extension(LIB)
     for p in peers:

@@ -3,9 +3,12 @@
 //! index without retraining.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use crate::error::{bail, Error, Result};
 use crate::index::Index;
+use crate::interrupt::{self, Watch};
+use crate::progress::Task;
 use crate::sqlite::{quote_ident, Cell};
 
 use super::config::{Config, Key};
@@ -15,10 +18,40 @@ use super::params;
 use super::state::{LiveState, NewRow};
 use super::LiveTable;
 
-/// Vector bytes read per batch while building: FAISS adds a batch in one call, and graph
-/// indexes build markedly faster from few large adds (HNSW32, 20,000 × 128-d: 2.05 s in one
-/// add, 2.87 s in adds of 8,192), at the price of this much memory beside the index.
+/// The most vector bytes read per batch while building (FAISS adds a batch in one call; see
+/// [`Pace`] for how many rows a batch has), and per batch of a large catch-up with the change
+/// log of an index other than Flat.
 pub(crate) const BATCH_BYTES: usize = 256 << 20;
+/// The time one batch of a build should take to add (see [`Pace`]).
+const BATCH_SECONDS: f64 = 0.25;
+
+/// The rows of the next batch of a build: as many as FAISS adds in about [`BATCH_SECONDS`],
+/// from what the last batch took (HNSW32 adds about 10,000 rows of 128-d a second on one
+/// core, a Flat index millions). Batch size hardly changes FAISS's speed (HNSW32, 60,000 ×
+/// 128-d on 2 cores: 5.0 s in one add, 5.1 s in adds of 2,000).
+struct Pace {
+    rows: usize,
+}
+
+impl Pace {
+    const FIRST: usize = 4096;
+    const MIN: usize = 1024;
+    const MAX: usize = 1 << 20;
+
+    fn new() -> Pace {
+        Pace { rows: Self::FIRST }
+    }
+
+    fn took(&mut self, rows: usize, took: Duration) {
+        let per_row = took.as_secs_f64() / rows.max(1) as f64;
+        let want = match per_row > 0.0 {
+            true => (BATCH_SECONDS / per_row) as usize,
+            false => Self::MAX,
+        };
+        self.rows = want.clamp(Self::MIN, Self::MAX);
+    }
+}
+
 /// Default number of rows sampled to train an index that needs training.
 pub(crate) const DEFAULT_TRAIN_SIZE: usize = 50_000;
 
@@ -60,8 +93,10 @@ pub(crate) fn build_skipping_unindexable(table: &LiveTable, origin: Origin) -> R
 
 fn train_and_fill(table: &LiveTable, origin: Origin, policy: Rows) -> Result<LiveState> {
     let meta = table.meta();
+    let (_watch, task) = (Watch::on(table.conn()), task(table, "building"));
     let mut index = Index::new(&meta.factory, meta.dim, meta.metric)?;
     if !index.is_trained() {
+        task.phase("reading the training sample", 0);
         let sample = training_sample(table)?;
         let n = sample.len() / meta.dim;
         if n == 0 {
@@ -72,11 +107,17 @@ fn train_and_fill(table: &LiveTable, origin: Origin, policy: Rows) -> Result<Liv
                 meta.content
             );
         }
-        index
-            .train(&sample)
+        task.phase("training", 0);
+        interrupt::result(index.train(&sample))
             .map_err(|e| e.context(format!("training '{}' on {n} vectors", meta.factory)))?;
     }
-    fill(table, index, origin, policy, true)
+    fill(table, index, origin, policy, true, &task)
+}
+
+/// Long work on `table`, shown in `faiss_indexes` (and the sqlite3 shell's terminal).
+fn task(table: &LiveTable, work: &'static str) -> Task {
+    let file = table.conn().db_filename(table.schema());
+    Task::start(file.filter(|f| !f.is_empty()), table.name(), work)
 }
 
 /// The index that stands in for a refused stored snapshot (`persist::load`): an exact `Flat`
@@ -108,15 +149,24 @@ pub(crate) fn build_stand_in(table: &LiveTable, origin: Origin) -> Result<LiveSt
     };
     let max_bytes = page("page_count")?.saturating_mul(page("page_size")?);
     let index = Index::new("Flat", meta.dim, meta.metric)?;
+    let (_watch, task) = (Watch::on(conn), task(table, "building a stand-in"));
     // The table's default parameters are for its own factory (efSearch, nprobe): not set here.
-    fill(table, index, origin, Rows::StandIn { max_bytes }, false)
+    fill(
+        table,
+        index,
+        origin,
+        Rows::StandIn { max_bytes },
+        false,
+        &task,
+    )
 }
 
 /// A new lineage from `empty` (a trained index with no vectors, see `Index::empty_copy`)
 /// refilled from the content table: no retraining, no tombstones, every visible change in. A
 /// new build id makes other processes reload it.
 pub(crate) fn compact(table: &LiveTable, empty: Index, origin: Origin) -> Result<LiveState> {
-    fill(table, empty, origin, Rows::SkipUnindexable, true)
+    let (_watch, task) = (Watch::on(table.conn()), task(table, "optimizing"));
+    fill(table, empty, origin, Rows::SkipUnindexable, true, &task)
 }
 
 /// What `fill` does with a row whose vector cannot be indexed.
@@ -138,11 +188,18 @@ fn fill(
     origin: Origin,
     policy: Rows,
     defaults: bool,
+    task: &Task,
 ) -> Result<LiveState> {
     let meta = table.meta();
     let mut state = LiveState::new(index, origin.lineage, meta);
     state.applied_seq = origin.seq;
     let content = table.content();
+    let total = content.count()?.unwrap_or(0);
+    task.phase("adding rows", total);
+    // Batches are sized to take about `BATCH_SECONDS` to add, so that progress moves and an
+    // interrupt is seen between two of them (FAISS itself asks about it only every few seconds
+    // inside an HNSW add).
+    let mut pace = Pace::new();
     let (mut rows, mut vectors) = (Vec::new(), Vec::new());
     let mut added = 0usize;
     content.scan(
@@ -178,15 +235,20 @@ fn fill(
                 key: found.key,
                 part: found.part,
             });
-            if vectors.len() * std::mem::size_of::<f32>() >= BATCH_BYTES {
-                state.insert(&rows, vectors)?;
+            if vectors.len() * std::mem::size_of::<f32>() >= BATCH_BYTES || rows.len() >= pace.rows
+            {
+                let started = Instant::now();
+                interrupt::result(state.insert(&rows, vectors))?;
+                pace.took(rows.len(), started.elapsed());
+                task.advance(rows.len() as u64);
                 rows.clear();
                 vectors.clear();
             }
             Ok(())
         },
     )?;
-    state.insert(&rows, &vectors)?;
+    interrupt::result(state.insert(&rows, &vectors))?;
+    task.advance(rows.len() as u64);
     if defaults {
         for index in state.indexes_mut() {
             params::apply(index, &meta.params.faiss)?;
@@ -204,12 +266,14 @@ pub(crate) fn refill(table: &LiveTable, state: &mut LiveState, cookie: i64) -> R
         seq: state.applied_seq,
     };
     let defaults = !state.is_stand_in();
+    let (_watch, task) = (Watch::on(table.conn()), task(table, "refilling"));
     let mut fresh = fill(
         table,
         state.empty_copy()?,
         origin,
         Rows::SkipUnindexable,
         defaults,
+        &task,
     )?;
     fresh.build_id = state.build_id.clone();
     fresh.set_snapshot_seq(state.snapshot_seq());

@@ -30,6 +30,16 @@ impl<'a> ChangeLog<'a> {
         ChangeLog { shadow }
     }
 
+    pub(crate) fn conn(&self) -> crate::sqlite::Conn {
+        self.shadow.conn()
+    }
+
+    /// Long work on this log's faiss table, listed in `faiss_indexes`.
+    pub(crate) fn task(&self, work: &'static str) -> crate::progress::Task {
+        let file = self.shadow.conn().db_filename(self.shadow.schema());
+        crate::progress::Task::start(file.filter(|f| !f.is_empty()), self.shadow.name(), work)
+    }
+
     fn trigger(&self, suffix: &str) -> String {
         format!("{}_vekter_{suffix}", self.shadow.name())
     }

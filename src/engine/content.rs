@@ -300,6 +300,23 @@ impl<'a> Content<'a> {
         Ok(())
     }
 
+    /// How many rows [`scan`](Self::scan) will visit (`None` when the content is not a table).
+    pub(crate) fn count(&self) -> Result<Option<u64>> {
+        if object_type(self.conn, self.schema, &self.meta.content)?.as_deref() != Some("table") {
+            return Ok(None);
+        }
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT count(*) FROM {} AS t WHERE {}",
+            self.table(),
+            self.indexed_rows()
+        ))?;
+        stmt.step()?;
+        Ok(match stmt.cell(0) {
+            Cell::Integer(n) => u64::try_from(n).ok(),
+            _ => None,
+        })
+    }
+
     /// Handles of the rows the index takes, in scan order.
     pub(crate) fn handles(&self) -> Result<Vec<i64>> {
         let (select, partition_at) = self.select("");

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use crate::error::{bail, Error, Kind, Result};
 use crate::failpoint::failpoint;
 use crate::index::{Bitmap, Index};
+use crate::interrupt::{self, Watch};
 use crate::locks;
 use crate::registry::next_generation;
 use crate::sqlite::panic_error;
@@ -127,6 +128,8 @@ pub(crate) struct NewRow {
     pub(crate) part: Option<KeyPart>,
 }
 
+/// Log entries from which a catch-up is listed as a task (`faiss_indexes`, the terminal).
+const SHOWN_CATCH_UP: i64 = 1 << 16;
 /// Vector bytes a Flat index takes per add while catching up with the change log.
 const FLAT_APPLY_BATCH_BYTES: usize = 4 << 20;
 /// The fewest log entries a Flat index's catch-up takes a helper thread for (about 5 ms of
@@ -515,6 +518,8 @@ impl LiveState {
             .map(|p| &p.index)
             .chain(&self.template)
             .all(Index::is_flat);
+        let _watch = Watch::on(log.conn());
+        let _task = (span.1 - span.0 >= SHOWN_CATCH_UP).then(|| log.task("applying changes"));
         // Other indexes add markedly faster in few large batches (HNSW: `builder::BATCH_BYTES`).
         if !(flat && self.catch_up_beside(log, meta, span)?) {
             let batch_bytes = if flat {
@@ -522,7 +527,9 @@ impl LiveState {
             } else {
                 builder::BATCH_BYTES
             };
-            log.changes(meta, span, batch_bytes, |set| self.apply(set))?;
+            log.changes(meta, span, batch_bytes, |set| {
+                interrupt::result(self.apply(set))
+            })?;
         }
         self.applied_seq = self.applied_seq.max(upto);
         self.generation = next_generation();
@@ -546,6 +553,7 @@ impl LiveState {
                 .name("vekter-apply".into())
                 .spawn_scoped(s, move || -> Result<()> {
                     for set in batches {
+                        // (A Flat index's add is a copy: FAISS asks no interrupt callback.)
                         state.apply(&set)?;
                         // (The reader may be done: then the buffer is simply dropped.)
                         let _ = give_back.send(set);

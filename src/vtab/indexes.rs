@@ -126,6 +126,21 @@ impl Cursor for IndexesCursor {
             ]);
             rows.push(row);
         }
+        // Long work in progress (a create, rebuild, optimize or large catch-up): its table is
+        // listed once more, with how far it is.
+        for r in crate::progress::running() {
+            let Some(db) = r
+                .file
+                .as_ref()
+                .and_then(|f| files.iter().find(|(_, p)| p == f))
+            else {
+                continue;
+            };
+            let mut row = vec![text(&db.0), text(&r.table)];
+            row.extend(std::iter::repeat_n(Output::Null, 10));
+            row.push(text(&r.state));
+            rows.push(row);
+        }
         self.rows = rows;
         self.rows
             .sort_by(|a, b| format!("{:?}", &a[..2]).cmp(&format!("{:?}", &b[..2])));

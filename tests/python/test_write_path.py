@@ -9,7 +9,6 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import connect
 
 DIM = 16

@@ -65,7 +65,7 @@ def ann_goals(ann, label):
 
 
 def goals(results):
-    """The goals of issues 4 and 13: (goal, measured, met) from this run's figures."""
+    """The goals of issues 4, 13 and 14: (goal, measured, met) from this run's figures."""
     out = []
     env = results["env"]
     for ex in results.get("exact", []):
@@ -118,6 +118,14 @@ def goals(results):
             r = c["vekter"]["first"] / c["faiss"]["first"]
             out.append((f"reopen {reopen_label(n, ro)} ≤ 1.5× faiss.read_index",
                         f"{c['vekter']['first'] * 1e3:.0f} vs {c['faiss']['first'] * 1e3:.0f} ms = {r:.2f}×", r <= 1.5))
+    it = results.get("interrupt")
+    if it:
+        for f, c in it["cases"].items():
+            if c["ms"] is None:
+                continue  # the build ended before the interrupt
+            ok = bool(c["error"]) and "interrupted" in c["error"] and c["left"] == 0 and c["ms"] <= 1500
+            out.append((f"interrupting a CREATE ({f}, {it['n']:,} rows) stops within about a second and leaves nothing",
+                        f"{c['ms']:.0f} ms, {c['left']} objects left", ok))
     pc = results.get("percall")
     if pc:
         for k, name in (("vtab", "table"), ("fn", "faiss_search")):
