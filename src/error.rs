@@ -95,6 +95,10 @@ impl Error {
 
     /// The same error with `context: ` in front of its message.
     pub(crate) fn context(self, context: impl fmt::Display) -> Self {
+        // An interrupt keeps SQLite's own message: callers (Datasette) match "interrupted".
+        if self.kind == Kind::Sqlite(SQLITE_INTERRUPT) {
+            return self;
+        }
         Error {
             message: format!("{context}: {}", self.message),
             ..self
@@ -116,7 +120,7 @@ impl Error {
 
     /// `faiss table 'x': ` in front, unless the message names the table already.
     pub(crate) fn in_table(self, table: &str) -> Self {
-        if self.names_table {
+        if self.names_table || self.kind == Kind::Sqlite(SQLITE_INTERRUPT) {
             self
         } else {
             self.context(format_args!("faiss table '{table}'"))

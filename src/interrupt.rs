@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use once_cell::sync::Lazy;
 
 use crate::error::{Error, Kind, Result};
-use crate::sqlite::Conn;
+use crate::sqlite::{Conn, Stmt};
 
 const SQLITE_INTERRUPT: i32 = 9;
 /// How often a watched thread asks SQLite at most: a statement step costs about a microsecond.
@@ -32,8 +32,16 @@ static INSTALLED: Lazy<()> = Lazy::new(|| {
     unsafe { vekter_faiss_install_interrupt(want_interrupt) }
 });
 
+/// Install FAISS's interrupt callback: when the extension loads, before any FAISS call runs
+/// (FAISS reads the callback without its lock while it works).
+pub(crate) fn install() {
+    Lazy::force(&INSTALLED);
+}
+
 struct Watched {
-    conn: Conn,
+    /// `SELECT 1` on the watched connection, prepared when the watch began: the callback only
+    /// steps it (no prepare, so no authorizer or schema work inside FAISS's lock).
+    probe: Option<Stmt>,
     interrupted: bool,
     polled: Option<Instant>,
 }
@@ -51,9 +59,10 @@ pub(crate) struct Watch {
 impl Watch {
     pub(crate) fn on(conn: Conn) -> Watch {
         Lazy::force(&INSTALLED);
+        let probe = conn.prepare("SELECT 1").ok();
         WATCHED.with(|w| {
             w.borrow_mut().push(Watched {
-                conn,
+                probe,
                 interrupted: false,
                 polled: None,
             })
@@ -96,15 +105,17 @@ fn interrupted_now() -> bool {
         };
         if !watched.interrupted && watched.polled.is_none_or(|t| t.elapsed() >= POLL) {
             watched.polled = Some(Instant::now());
-            watched.interrupted = asks_interrupted(watched.conn);
+            watched.interrupted = watched.probe.as_mut().is_some_and(asks_interrupted);
         }
         watched.interrupted
     })
 }
 
-/// Whether SQLite refuses a statement on `conn` as interrupted.
-fn asks_interrupted(conn: Conn) -> bool {
-    let step = conn.prepare("SELECT 1").and_then(|mut stmt| stmt.step());
+/// Whether SQLite refuses to run `probe` as interrupted.
+fn asks_interrupted(probe: &mut Stmt) -> bool {
+    probe.reset();
+    let step = probe.step();
+    probe.reset();
     matches!(step, Err(e) if e.code() & 0xff == SQLITE_INTERRUPT)
 }
 

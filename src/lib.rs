@@ -72,6 +72,9 @@ pub unsafe extern "C" fn sqlite3_vekter_init(
             return e.code() as c_uint;
         }
     }
+    // This library serves the process (not another SIMD build): FAISS's interrupt callback is
+    // installed before any FAISS call.
+    interrupt::install();
     let result = sqlite::guard(|| {
         let failure = std::cell::RefCell::new(None);
         let rc = sqlite_loadable::entrypoints::register_entrypoint_load_permanently(

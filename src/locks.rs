@@ -21,6 +21,11 @@ pub(crate) fn write<T>(slot: &RwLock<Option<T>>) -> RwLockWriteGuard<'_, Option<
     })
 }
 
+/// Read-lock such a slot if no writer holds it (`None` otherwise, and when it is poisoned).
+pub(crate) fn try_read<T>(slot: &RwLock<Option<T>>) -> Option<RwLockReadGuard<'_, Option<T>>> {
+    slot.try_read().ok()
+}
+
 /// Read-lock such a slot; a poisoned one is reset first (see [`write`]).
 pub(crate) fn read<T>(slot: &RwLock<Option<T>>) -> RwLockReadGuard<'_, Option<T>> {
     loop {

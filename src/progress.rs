@@ -100,17 +100,21 @@ impl Task {
     }
 
     fn update(&self, f: impl FnOnce(&mut Entry)) {
-        let mut tasks = lock(&TASKS);
-        let Some(e) = tasks.iter_mut().find(|e| e.id == self.id) else {
-            return;
+        let line = {
+            let mut tasks = lock(&TASKS);
+            let Some(e) = tasks.iter_mut().find(|e| e.id == self.id) else {
+                return;
+            };
+            f(e);
+            let due = e.started.elapsed() >= SHOW_AFTER
+                && e.shown.is_none_or(|t| t.elapsed() >= SHOW_EVERY);
+            (*TERMINAL && due).then(|| {
+                e.shown = Some(Instant::now());
+                format!("vekter: {} {}: {}", e.work, e.table, describe(e))
+            })
         };
-        f(e);
-        if *TERMINAL
-            && e.started.elapsed() >= SHOW_AFTER
-            && e.shown.is_none_or(|t| t.elapsed() >= SHOW_EVERY)
-        {
-            e.shown = Some(Instant::now());
-            let line = format!("vekter: {} {}: {}", e.work, e.table, describe(e));
+        // Written outside the list's lock: a stderr nobody reads must not stall other tasks.
+        if let Some(line) = line {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[K{line}");
             let _ = err.flush();
@@ -120,14 +124,15 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        let mut tasks = lock(&TASKS);
-        if let Some(at) = tasks.iter().position(|e| e.id == self.id) {
-            let e = tasks.swap_remove(at);
-            if e.shown.is_some() {
-                let mut err = std::io::stderr().lock();
-                let _ = write!(err, "\r\x1b[K");
-                let _ = err.flush();
-            }
+        let shown = {
+            let mut tasks = lock(&TASKS);
+            let at = tasks.iter().position(|e| e.id == self.id);
+            at.is_some_and(|at| tasks.swap_remove(at).shown.is_some())
+        };
+        if shown {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
         }
     }
 }

@@ -3,9 +3,10 @@
 //! process writes), reading what changed since a position, and forgetting what a snapshot
 //! folded in.
 
-use crate::error::{Error, Result};
 use std::collections::HashSet;
 
+use crate::catalog::object_type;
+use crate::error::{bail, Error, Result};
 use crate::sqlite::{quote_ident, Cell};
 
 use super::config::Meta;
@@ -166,8 +167,8 @@ impl<'a> ChangeLog<'a> {
 
     /// Each distinct row logged in `(after, upto]`, as it is now (read with the content table
     /// that `meta` names): in the index with its vector, or gone from it. They are handed to
-    /// `sink` in batches of about `batch_bytes` of vectors; the buffer it leaves is cleared and
-    /// filled again (it may take it and leave another).
+    /// `sink` in batches of about `batch_bytes` of vectors or `batch_rows` rows; the buffer it
+    /// leaves is cleared and filled again (it may take it and leave another).
     ///
     /// One pass over the log in order, each entry joined with its content row: no DISTINCT
     /// (a temporary B-tree of every entry cost about as much as the rest of the read), a row
@@ -176,13 +177,22 @@ impl<'a> ChangeLog<'a> {
         &self,
         meta: &Meta,
         (after, upto): (i64, i64),
-        batch_bytes: usize,
+        (batch_bytes, batch_rows): (usize, usize),
         mut sink: impl FnMut(&mut ChangeSet) -> Result<()>,
     ) -> Result<()> {
         if upto <= after {
             return Ok(());
         }
         let mut set = ChangeSet::default();
+        // A view in the content table's place (a file from a stranger) could read this very
+        // faiss table, whose write lock the caller holds.
+        let (conn, schema) = (self.shadow.conn(), self.shadow.schema());
+        if object_type(conn, schema, &meta.content)?.is_some_and(|kind| kind != "table") {
+            bail!(Corrupt:
+                "content '{}' is not a table: the database file was changed",
+                meta.content
+            );
+        }
         let keys = log_columns(&meta.key);
         let logged = keys
             .iter()
@@ -261,7 +271,9 @@ impl<'a> ChangeLog<'a> {
             } else {
                 set.gone.push((handle, key));
             }
-            if set.vectors.len() * std::mem::size_of::<f32>() >= batch_bytes {
+            let full = set.vectors.len() * std::mem::size_of::<f32>() >= batch_bytes
+                || set.rows.len() + set.gone.len() >= batch_rows;
+            if full {
                 sink(&mut set)?;
                 set.clear();
             }

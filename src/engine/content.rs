@@ -300,15 +300,20 @@ impl<'a> Content<'a> {
         Ok(())
     }
 
-    /// How many rows [`scan`](Self::scan) will visit (`None` when the content is not a table).
+    /// About how many rows [`scan`](Self::scan) will visit, for progress (`None` when the
+    /// content is not a table): rows with a NULL vector are counted too, which keeps the count
+    /// from reading the vectors (a `count(*)` walks only the table's pages).
     pub(crate) fn count(&self) -> Result<Option<u64>> {
         if object_type(self.conn, self.schema, &self.meta.content)?.as_deref() != Some("table") {
             return Ok(None);
         }
+        let filter = match &self.meta.predicate {
+            Some(p) => format!(" WHERE {}", p.sql(Some("t"))),
+            None => String::new(),
+        };
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT count(*) FROM {} AS t WHERE {}",
-            self.table(),
-            self.indexed_rows()
+            "SELECT count(*) FROM {} AS t{filter}",
+            self.table()
         ))?;
         stmt.step()?;
         Ok(match stmt.cell(0) {

@@ -122,7 +122,9 @@ pub(crate) fn list() -> Vec<Listed> {
         .entries()
         .into_iter()
         .filter_map(|(key, entry)| {
-            let guard = locks::read(&entry.slot);
+            // A slot being changed (a catch-up, a load) is skipped rather than waited for: its
+            // work is listed as a task (`progress`).
+            let guard = locks::try_read(&entry.slot)?;
             let s = guard.as_ref()?;
             Some(Listed {
                 key,

@@ -17,6 +17,7 @@ use crate::failpoint::failpoint;
 use crate::index::{Bitmap, Index};
 use crate::interrupt::{self, Watch};
 use crate::locks;
+use crate::progress::Task;
 use crate::registry::next_generation;
 use crate::sqlite::panic_error;
 use crate::threads;
@@ -130,6 +131,8 @@ pub(crate) struct NewRow {
 
 /// Log entries from which a catch-up is listed as a task (`faiss_indexes`, the terminal).
 const SHOWN_CATCH_UP: i64 = 1 << 16;
+/// Rows per add while an index other than Flat catches up with the change log.
+const CATCH_UP_BATCH_ROWS: usize = 4096;
 /// Vector bytes a Flat index takes per add while catching up with the change log.
 const FLAT_APPLY_BATCH_BYTES: usize = 4 << 20;
 /// The fewest log entries a Flat index's catch-up takes a helper thread for (about 5 ms of
@@ -519,16 +522,27 @@ impl LiveState {
             .chain(&self.template)
             .all(Index::is_flat);
         let _watch = Watch::on(log.conn());
-        let _task = (span.1 - span.0 >= SHOWN_CATCH_UP).then(|| log.task("applying changes"));
-        // Other indexes add markedly faster in few large batches (HNSW: `builder::BATCH_BYTES`).
-        if !(flat && self.catch_up_beside(log, meta, span)?) {
-            let batch_bytes = if flat {
-                FLAT_APPLY_BATCH_BYTES
-            } else {
-                builder::BATCH_BYTES
+        let task = (span.1 - span.0 >= SHOWN_CATCH_UP).then(|| log.task("applying changes"));
+        if let Some(task) = &task {
+            task.phase(
+                "reading the changed rows",
+                u64::try_from(span.1 - span.0).unwrap_or(0),
+            );
+        }
+        // Other indexes add in batches of a few thousand rows (HNSW32: about 0.3 s each on two
+        // cores), so that an interrupt is seen between two: batch size hardly changes FAISS's
+        // speed (see `builder::Pace`).
+        if !(flat && self.catch_up_beside(log, meta, span, task.as_ref())?) {
+            let batch = match flat {
+                true => (FLAT_APPLY_BATCH_BYTES, usize::MAX),
+                false => (builder::BATCH_BYTES, CATCH_UP_BATCH_ROWS),
             };
-            log.changes(meta, span, batch_bytes, |set| {
-                interrupt::result(self.apply(set))
+            log.changes(meta, span, batch, |set| {
+                interrupt::result(self.apply(set))?;
+                if let Some(task) = &task {
+                    task.advance((set.rows.len() + set.gone.len()) as u64);
+                }
+                Ok(())
             })?;
         }
         self.applied_seq = self.applied_seq.max(upto);
@@ -540,7 +554,13 @@ impl LiveState {
     /// (a copy into FAISS, and the slot maps) while this thread reads the next from SQLite, in
     /// batches that stay in the caches, two buffers taking turns. False when no helper could
     /// be had: nothing was read.
-    fn catch_up_beside(&mut self, log: &ChangeLog, meta: &Meta, span: (i64, i64)) -> Result<bool> {
+    fn catch_up_beside(
+        &mut self,
+        log: &ChangeLog,
+        meta: &Meta,
+        span: (i64, i64),
+        task: Option<&Task>,
+    ) -> Result<bool> {
         let team = threads::SearchTeam::join(2);
         if team.size() < 2 || span.1 - span.0 < BESIDE_MIN_ENTRIES {
             return Ok(false);
@@ -564,7 +584,10 @@ impl LiveState {
                 return Ok(false);
             };
             threads::count_apply_beside();
-            let read = log.changes(meta, span, FLAT_APPLY_BATCH_BYTES, |set| {
+            let read = log.changes(meta, span, (FLAT_APPLY_BATCH_BYTES, usize::MAX), |set| {
+                if let Some(task) = task {
+                    task.advance((set.rows.len() + set.gone.len()) as u64);
+                }
                 let full = std::mem::replace(set, spare.try_recv().unwrap_or_default());
                 // A helper that stopped on an error says which, below.
                 to_helper
@@ -581,6 +604,8 @@ impl LiveState {
     /// Apply one batch of changed rows. FAISS adds the new vectors before any slot changes, so
     /// its failure changes nothing of this batch.
     pub(crate) fn apply(&mut self, changes: &ChangeSet) -> Result<()> {
+        // Changed from here on, even if FAISS fails below (`sync` drops a changed state).
+        self.generation = next_generation();
         self.insert(&changes.rows, &changes.vectors)?;
         failpoint("apply:vectors-added")?;
         for (handle, key) in &changes.gone {

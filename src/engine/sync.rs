@@ -253,10 +253,12 @@ fn sync<'a>(
                 let mut overlay = Overlay::default();
                 let dim = table.meta().dim;
                 let span = (after, visible.max_seq);
-                table.log().changes(table.meta(), span, usize::MAX, |set| {
-                    overlay.extend(set, dim);
-                    Ok(())
-                })?;
+                table
+                    .log()
+                    .changes(table.meta(), span, (usize::MAX, usize::MAX), |set| {
+                        overlay.extend(set, dim);
+                        Ok(())
+                    })?;
                 if let Some(guard) = shared::lock(&entry.slot, exclusive) {
                     return Ok((guard, overlay));
                 }
@@ -289,9 +291,14 @@ fn sync<'a>(
                 let mut guard = locks::write(&entry.slot);
                 if let Some(s) = guard.as_mut() {
                     if s.build_id == visible.mark.build_id && s.applied_seq == after {
+                        let before = s.generation;
                         if let Err(e) = s.catch_up(&table.log(), table.meta(), visible.max_seq) {
-                            // It may have stopped half-way: reload rather than trust it.
-                            *guard = None;
+                            // It may have stopped half-way: reload rather than trust it. One
+                            // that stopped before applying anything (an interrupt, BUSY while
+                            // reading) left it as it was: every other connection keeps it.
+                            if s.generation != before {
+                                *guard = None;
+                            }
                             return Err(e);
                         }
                     }
