@@ -431,8 +431,8 @@ def report(results, cfg, mode, elapsed, out_dir):
     if it:
         L.append("## Interrupting long work\n")
         L.append(f"`conn.interrupt()` during a `CREATE VIRTUAL TABLE` over {it['n']:,} × {it['d']}-d rows, once "
-                 "`faiss_indexes` (read from another connection) shows the build in the phase named (for adds, half a "
-                 "second into them): the time until the statement fails with SQLite's \"interrupted\", and the faiss "
+                 "`faiss_indexes` (read from another connection) shows the build in the phase named (for HNSW32, half a "
+                 "second into its adds): the time until the statement fails with SQLite's \"interrupted\", and the faiss "
                  "tables, shadow tables and triggers left afterwards (none should be).\n")
         rows = [[f, c["state"], f"{c['after_s']:.1f}",
                  "(ended first)" if c["ms"] is None else f"{c['ms']:.0f}", str(c["error"]), str(c["left"])]
