@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use once_cell::sync::Lazy;
 
 use crate::locks::lock;
+use crate::sqlite::Conn;
 
 extern "C" {
     fn isatty(fd: c_int) -> c_int;
@@ -68,8 +69,14 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    /// `work` ("building", "applying changes") on `table` of the database `file`.
-    pub(crate) fn start(file: Option<String>, table: &str, work: &'static str) -> Task {
+    /// `work` ("building", "applying changes") on the faiss table `table` of `schema`.
+    pub(crate) fn on_table(conn: Conn, schema: &str, table: &str, work: &'static str) -> Task {
+        let file = conn.db_filename(schema).filter(|f| !f.is_empty());
+        Task::start(file, table, work)
+    }
+
+    /// `work` on `table` of the database `file`.
+    fn start(file: Option<String>, table: &str, work: &'static str) -> Task {
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         lock(&TASKS).push(Entry {
             id,

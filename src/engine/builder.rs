@@ -93,7 +93,7 @@ pub(crate) fn build_skipping_unindexable(table: &LiveTable, origin: Origin) -> R
 
 fn train_and_fill(table: &LiveTable, origin: Origin, policy: Rows) -> Result<LiveState> {
     let meta = table.meta();
-    let (_watch, task) = (Watch::on(table.conn()), task(table, "building"));
+    let (_watch, task) = long_work(table, "building");
     let mut index = Index::new(&meta.factory, meta.dim, meta.metric)?;
     if !index.is_trained() {
         task.phase("reading the training sample", 0);
@@ -114,10 +114,11 @@ fn train_and_fill(table: &LiveTable, origin: Origin, policy: Rows) -> Result<Liv
     fill(table, index, origin, policy, true, &task)
 }
 
-/// Long work on `table`, shown in `faiss_indexes` (and the sqlite3 shell's terminal).
-fn task(table: &LiveTable, work: &'static str) -> Task {
-    let file = table.conn().db_filename(table.schema());
-    Task::start(file.filter(|f| !f.is_empty()), table.name(), work)
+/// Long work on `table`: watched for `sqlite3_interrupt`, shown in `faiss_indexes` (and the
+/// sqlite3 shell's terminal) until both are dropped.
+fn long_work(table: &LiveTable, work: &'static str) -> (Watch, Task) {
+    let task = Task::on_table(table.conn(), table.schema(), table.name(), work);
+    (Watch::on(table.conn()), task)
 }
 
 /// The index that stands in for a refused stored snapshot (`persist::load`): an exact `Flat`
@@ -132,7 +133,7 @@ pub(crate) fn build_stand_in(table: &LiveTable, origin: Origin) -> Result<LiveSt
     // was made for (a view could yield rows without end), and the vectors it yields can be no
     // larger than the database file that stores them.
     let (schema, conn) = (table.schema(), table.conn());
-    let (shape, _) = super::content::key_shape(conn, schema, &meta.content)?;
+    let (shape, _) = super::key::key_shape(conn, schema, &meta.content)?;
     if shape != meta.key {
         bail!(Corrupt:
             "content table '{}' is not keyed as the index was made for",
@@ -149,7 +150,7 @@ pub(crate) fn build_stand_in(table: &LiveTable, origin: Origin) -> Result<LiveSt
     };
     let max_bytes = page("page_count")?.saturating_mul(page("page_size")?);
     let index = Index::new("Flat", meta.dim, meta.metric)?;
-    let (_watch, task) = (Watch::on(conn), task(table, "building a stand-in"));
+    let (_watch, task) = long_work(table, "building a stand-in");
     // The table's default parameters are for its own factory (efSearch, nprobe): not set here.
     fill(
         table,
@@ -165,7 +166,7 @@ pub(crate) fn build_stand_in(table: &LiveTable, origin: Origin) -> Result<LiveSt
 /// refilled from the content table: no retraining, no tombstones, every visible change in. A
 /// new build id makes other processes reload it.
 pub(crate) fn compact(table: &LiveTable, empty: Index, origin: Origin) -> Result<LiveState> {
-    let (_watch, task) = (Watch::on(table.conn()), task(table, "optimizing"));
+    let (_watch, task) = long_work(table, "optimizing");
     fill(table, empty, origin, Rows::SkipUnindexable, true, &task)
 }
 
@@ -266,7 +267,7 @@ pub(crate) fn refill(table: &LiveTable, state: &mut LiveState, cookie: i64) -> R
         seq: state.applied_seq,
     };
     let defaults = !state.is_stand_in();
-    let (_watch, task) = (Watch::on(table.conn()), task(table, "refilling"));
+    let (_watch, task) = long_work(table, "refilling");
     let mut fresh = fill(
         table,
         state.empty_copy()?,

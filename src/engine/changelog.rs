@@ -37,8 +37,8 @@ impl<'a> ChangeLog<'a> {
 
     /// Long work on this log's faiss table, listed in `faiss_indexes`.
     pub(crate) fn task(&self, work: &'static str) -> crate::progress::Task {
-        let file = self.shadow.conn().db_filename(self.shadow.schema());
-        crate::progress::Task::start(file.filter(|f| !f.is_empty()), self.shadow.name(), work)
+        let shadow = self.shadow;
+        crate::progress::Task::on_table(shadow.conn(), shadow.schema(), shadow.name(), work)
     }
 
     fn trigger(&self, suffix: &str) -> String {

@@ -15,7 +15,7 @@ use super::atomic::all_or_nothing;
 use super::builder::{self, Origin};
 use super::changelog::ChangeLog;
 use super::config::{Config, Meta};
-use super::content::{self, key_text, Found, Rejected};
+use super::content::{key_text, Found, Rejected};
 use super::key::{KeyPart, KeyShape};
 use super::params::SearchParams;
 use super::persist;
@@ -62,7 +62,7 @@ pub(crate) fn create(
 ) -> Result<LiveTable> {
     let content = &definition.content;
     check_writable(conn, schema, "create a faiss table")?;
-    let (key, pk) = content::key_shape(conn, schema, content)?;
+    let (key, pk) = super::key::key_shape(conn, schema, content)?;
     let have = columns(conn, schema, content)?;
     let column = find_column(&have, content, &definition.column, "vector")?;
     let id_column = definition

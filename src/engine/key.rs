@@ -11,8 +11,9 @@
 //!   log records key values; the handle is a fixed 64-bit hash of the key ([`RowKey::handle`]),
 //!   and the index keeps handle → key to find the row again.
 
+use crate::catalog::object_type;
 use crate::error::{bail, Result};
-use crate::sqlite::{quote_ident, Cell, Stmt};
+use crate::sqlite::{quote_ident, Cell, Conn, Stmt};
 
 use super::snapshot::checksum::checksum;
 use super::snapshot::DEAD_SLOT;
@@ -326,6 +327,69 @@ impl RowKey {
 /// check, after a schema change, that each rowid still holds the vector it indexed.
 pub(crate) fn vector_hash(vector: &[f32]) -> u64 {
     checksum(bytemuck::cast_slice(vector))
+}
+
+/// How the rows of `table` are identified (`key::KeyShape`), and its INTEGER PRIMARY KEY
+/// column when it has one; an error when it cannot be a content table at all.
+pub(crate) fn key_shape(conn: Conn, schema: &str, table: &str) -> Result<(KeyShape, String)> {
+    match object_type(conn, schema, table)?.as_deref() {
+        Some("table") => {}
+        Some(other) => bail!("content '{table}' is a {other}: it must be an ordinary table"),
+        None => bail!(NotFound: "no content table named '{table}' in database '{schema}'"),
+    }
+    let content = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    let without_rowid = conn
+        .prepare(&format!("SELECT rowid FROM {content} LIMIT 0"))
+        .is_err();
+    let mut stmt = conn.prepare(
+        "SELECT name, upper(type) FROM pragma_table_info(?1, ?2) WHERE pk > 0 ORDER BY pk",
+    )?;
+    stmt.bind_text(1, table)?;
+    stmt.bind_text(2, schema)?;
+    let mut keys = Vec::new();
+    while stmt.step()? {
+        keys.push((
+            stmt.text(0).unwrap_or_default(),
+            stmt.text(1).unwrap_or_default(),
+        ));
+    }
+    drop(stmt);
+    Ok(match keys.as_slice() {
+        [] if without_rowid => bail!("content table '{table}' is WITHOUT ROWID but has no key"),
+        [] => (KeyShape::UnstableRowid, String::new()),
+        // An INTEGER PRIMARY KEY of a rowid table is the rowid itself, unless declared DESC
+        // (SQLite's documented quirk): then it is an ordinary column.
+        [(name, kind)] if kind == "INTEGER" && !without_rowid && !pk_desc(conn, schema, table)? => {
+            (KeyShape::Rowid, name.clone())
+        }
+        _ => (
+            KeyShape::Columns {
+                columns: keys.into_iter().map(|(name, _)| name).collect(),
+                without_rowid,
+            },
+            String::new(),
+        ),
+    })
+}
+
+/// True when `table`'s CREATE statement declares `PRIMARY KEY DESC`.
+fn pk_desc(conn: Conn, schema: &str, table: &str) -> Result<bool> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT sql FROM {}.sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+        quote_ident(schema)
+    ))?;
+    stmt.bind_text(1, table)?;
+    let sql = if stmt.step()? {
+        stmt.text(0).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let words: Vec<String> = sql
+        .split(|c: char| !c.is_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_uppercase)
+        .collect();
+    Ok(words.windows(3).any(|w| w == ["PRIMARY", "KEY", "DESC"]))
 }
 
 #[cfg(test)]
