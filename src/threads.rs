@@ -75,15 +75,59 @@ pub(crate) fn set_build_threads(n: i64) -> Result<usize> {
     Ok(n as usize)
 }
 
+thread_local! {
+    /// While non-zero, builds on this thread run on one thread ([`SingleThreaded::begin`]).
+    static SINGLE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// While non-zero, OpenBLAS runs on one thread for this thread's builds
+    /// ([`SingleThreaded::blas`]).
+    static SINGLE_BLAS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// While it lives, the builds of the calling thread run on one thread, or call OpenBLAS on
+/// one thread, whatever `vekter_threads` says: for builds that must come out the same on
+/// every node (docs/replication.md).
+pub(crate) struct SingleThreaded(&'static std::thread::LocalKey<std::cell::Cell<usize>>);
+
+impl SingleThreaded {
+    /// OpenMP and OpenBLAS on one thread: a deterministic graph build (`deterministic = 1`).
+    pub(crate) fn begin() -> SingleThreaded {
+        Self::on(&SINGLE)
+    }
+
+    /// OpenBLAS on one thread: the training of an index with a learnt transform (OPQ, PCA,
+    /// ITQ), whose LAPACK and matrix-vector sums OpenBLAS splits by thread count.
+    pub(crate) fn blas() -> SingleThreaded {
+        Self::on(&SINGLE_BLAS)
+    }
+
+    fn on(key: &'static std::thread::LocalKey<std::cell::Cell<usize>>) -> SingleThreaded {
+        key.with(|s| s.set(s.get() + 1));
+        SingleThreaded(key)
+    }
+}
+
+impl Drop for SingleThreaded {
+    fn drop(&mut self) {
+        self.0.with(|s| s.set(s.get() - 1));
+    }
+}
+
 /// Call before a FAISS call that fans out (train, add): the calling thread's OpenMP team size and
 /// OpenBLAS's thread count follow the policy.
 pub(crate) fn for_build() {
-    let n = build_threads() as c_int;
+    let n = match SINGLE.with(|s| s.get()) {
+        0 => build_threads() as c_int,
+        _ => 1,
+    };
+    let blas = match SINGLE_BLAS.with(|s| s.get()) {
+        0 => n,
+        _ => 1,
+    };
     // SAFETY: sets the calling thread's OpenMP ICV; OpenBLAS's setter takes any positive count.
     unsafe {
         omp_set_num_threads(n);
         if let Some(set) = *OPENBLAS_SET {
-            set(n);
+            set(blas);
         }
     }
 }

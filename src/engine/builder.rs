@@ -10,6 +10,7 @@ use crate::index::Index;
 use crate::interrupt::{self, Watch};
 use crate::progress::Task;
 use crate::sqlite::{quote_ident, Cell};
+use xxhash_rust::xxh3::Xxh3;
 
 use super::config::{Config, Key};
 use super::content::Rejected;
@@ -24,6 +25,27 @@ use super::LiveTable;
 pub(crate) const BATCH_BYTES: usize = 256 << 20;
 /// The time one batch of a build should take to add (see [`Pace`]).
 const BATCH_SECONDS: f64 = 0.25;
+/// The vector bytes of one batch of a build whose index is the same however its rows are
+/// batched (all but graphs): a fixed size, so that the batches are the same on every node.
+const FIXED_BATCH_BYTES: usize = 4 << 20;
+/// The rows of one batch of a deterministic graph build (`deterministic = 1`): FAISS's HNSW
+/// inserts each batch's rows in an order of its own, so the batches must not depend on time.
+/// About 0.1 s of HNSW32 over 128-d on one core, so an interrupt is seen between two.
+const DETERMINISTIC_GRAPH_BATCH_ROWS: usize = 1024;
+
+/// Whether the factory learns a linear transform (OPQ, PCA, ITQ, random rotation) in training.
+fn transform_trained(factory: &str) -> bool {
+    let f = factory.to_ascii_uppercase();
+    ["OPQ", "PCA", "ITQ", "RR"].iter().any(|t| f.contains(t))
+}
+
+/// Whether FAISS builds a different index from the same rows added in different batches, or
+/// by more than one thread: graph indexes (HNSW, NSG), which insert each batch in their own
+/// order and in parallel.
+pub(crate) fn batch_sensitive(factory: &str) -> bool {
+    let f = factory.to_ascii_uppercase();
+    f.contains("HNSW") || f.contains("NSG")
+}
 
 /// The rows of the next batch of a build: as many as FAISS adds in about [`BATCH_SECONDS`],
 /// from what the last batch took (HNSW32 adds about 10,000 rows of 128-d a second on one
@@ -31,6 +53,8 @@ const BATCH_SECONDS: f64 = 0.25;
 /// 128-d on 2 cores: 5.0 s in one add, 5.1 s in adds of 2,000).
 struct Pace {
     rows: usize,
+    /// Sized by time (graph builds); else the size stays fixed.
+    paced: bool,
 }
 
 impl Pace {
@@ -38,11 +62,26 @@ impl Pace {
     const MIN: usize = 1024;
     const MAX: usize = 1 << 20;
 
-    fn new() -> Pace {
-        Pace { rows: Self::FIRST }
+    /// The batches of a build of `meta`'s index: paced for a graph (unless `deterministic`),
+    /// fixed otherwise.
+    fn for_build(meta: &super::config::Meta) -> Pace {
+        let rows = match (batch_sensitive(&meta.factory), meta.deterministic) {
+            (true, false) => {
+                return Pace {
+                    rows: Self::FIRST,
+                    paced: true,
+                }
+            }
+            (true, true) => DETERMINISTIC_GRAPH_BATCH_ROWS,
+            (false, _) => (FIXED_BATCH_BYTES / (meta.dim.max(1) * 4)).max(256),
+        };
+        Pace { rows, paced: false }
     }
 
     fn took(&mut self, rows: usize, took: Duration) {
+        if !self.paced {
+            return;
+        }
         let per_row = took.as_secs_f64() / rows.max(1) as f64;
         let want = match per_row > 0.0 {
             true => (BATCH_SECONDS / per_row) as usize,
@@ -108,10 +147,21 @@ fn train_and_fill(table: &LiveTable, origin: Origin, policy: Rows) -> Result<Liv
             );
         }
         task.phase("training", 0);
+        // OpenBLAS splits the sums of a learnt transform's training by its thread count: one
+        // thread, so that every node learns the same transform.
+        let _blas = transform_trained(&meta.factory).then(crate::threads::SingleThreaded::blas);
         interrupt::result(index.train(&sample))
             .map_err(|e| e.context(format!("training '{}' on {n} vectors", meta.factory)))?;
     }
     fill(table, index, origin, policy, true, &task)
+}
+
+/// Feed a batch of rows into a build's identity.
+fn absorb(identity: &mut Xxh3, rows: &[NewRow], vectors: &[f32]) {
+    for row in rows {
+        identity.update(&row.handle.to_le_bytes());
+    }
+    identity.update(bytemuck::cast_slice(vectors));
 }
 
 /// Long work on `table`: watched for `sqlite3_interrupt`, shown in `faiss_indexes` (and the
@@ -194,13 +244,29 @@ fn fill(
     let meta = table.meta();
     let mut state = LiveState::new(index, origin.lineage, meta);
     state.applied_seq = origin.seq;
+    // The build id: a digest of what is built (the definition, the lineage, every row added),
+    // not of the time or the process, so every node running the same SQL stores the same.
+    let mut identity = Xxh3::new();
+    for part in [
+        meta.factory.as_bytes(),
+        meta.metric.name().as_bytes(),
+        &(meta.dim as u64).to_le_bytes(),
+        &origin.lineage.to_le_bytes(),
+        &origin.seq.to_le_bytes(),
+    ] {
+        identity.update(&(part.len() as u64).to_le_bytes());
+        identity.update(part);
+    }
+    // A graph that must come out the same everywhere is built on one thread.
+    let _single = (meta.deterministic && batch_sensitive(&meta.factory))
+        .then(crate::threads::SingleThreaded::begin);
     let content = table.content();
     let total = content.count()?.unwrap_or(0);
     task.phase("adding rows", total);
     // Batches are sized to take about `BATCH_SECONDS` to add, so that progress moves and an
     // interrupt is seen between two of them (FAISS itself asks about it only every few seconds
     // inside an HNSW add).
-    let mut pace = Pace::new();
+    let mut pace = Pace::for_build(meta);
     let (mut rows, mut vectors) = (Vec::new(), Vec::new());
     let mut added = 0usize;
     content.scan(
@@ -239,6 +305,7 @@ fn fill(
             if vectors.len() * std::mem::size_of::<f32>() >= BATCH_BYTES || rows.len() >= pace.rows
             {
                 let started = Instant::now();
+                absorb(&mut identity, &rows, vectors);
                 interrupt::result(state.insert(&rows, vectors))?;
                 pace.took(rows.len(), started.elapsed());
                 task.advance(rows.len() as u64);
@@ -248,8 +315,10 @@ fn fill(
             Ok(())
         },
     )?;
+    absorb(&mut identity, &rows, &vectors);
     interrupt::result(state.insert(&rows, &vectors))?;
     task.advance(rows.len() as u64);
+    state.build_id = format!("{:x}-{:016x}", origin.lineage, identity.digest());
     if defaults {
         for index in state.indexes_mut() {
             params::apply(index, &meta.params.faiss)?;

@@ -37,6 +37,8 @@ pub(crate) struct Definition {
     pub(crate) factory: String,
     pub(crate) metric: Metric,
     pub(crate) train_size: usize,
+    /// `deterministic = 1` (`config::Key::Deterministic`).
+    pub(crate) deterministic: bool,
     pub(crate) params: SearchParams,
     pub(crate) dim: Option<usize>,
     /// A partial index: only the rows that match.
@@ -101,6 +103,7 @@ pub(crate) fn create(
         dim: definition.dim.unwrap_or(0),
         params: definition.params.clone(),
         train_size: definition.train_size,
+        deterministic: definition.deterministic,
     };
     let data_dim = LiveTable::new(shadow.clone(), meta.clone())
         .content()
@@ -160,8 +163,15 @@ pub(crate) fn rebuild(table: &LiveTable, state: &ConnState) -> Result<()> {
 
 /// `optimize`: fold the change log into the stored snapshot; compact first when there are
 /// tombstones or the index is not exactly the content table.
+///
+/// Deterministic tables (every factory but a graph's, and a graph with `deterministic = 1`)
+/// also compact whenever the log changed the index: how the log was applied (in how many
+/// catch-ups, which depends on when this node searched) shows in the index's bytes, and a
+/// compaction is one pass over the content table, the same on every node (docs/replication.md).
 pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
     check_writable(table.conn(), table.schema(), "optimize")?;
+    let meta = table.meta();
+    let canonical = meta.deterministic || !builder::batch_sensitive(&meta.factory);
     let seq = table.log().max_seq()?;
     let indexable = content_rows(table)?.indexable.len();
     // Saved as it is when it is current and clean; otherwise compacted. Either way only a read
@@ -173,6 +183,7 @@ pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
             return Ok(Some(None));
         }
         let clean = overlay.is_empty()
+            && (s.pristine || !canonical)
             && s.dead_count() == 0
             && s.live_count() == indexable
             && s.applied_seq == seq;
@@ -180,7 +191,12 @@ pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
             save(table, s, seq)?;
             return Ok(None);
         }
-        s.empty_copy().map(|empty| Some(Some(empty)))
+        // A graph starts afresh, as at create: a copy would carry on FAISS's random levels.
+        let empty = match meta.deterministic && builder::batch_sensitive(&meta.factory) {
+            true => s.fresh_empty_copy(),
+            false => s.empty_copy(),
+        };
+        empty.map(|empty| Some(Some(empty)))
     })?;
     match empty {
         None => Ok(()),

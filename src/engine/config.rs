@@ -46,6 +46,9 @@ pub(crate) enum Key {
     /// Default search parameters.
     Params,
     TrainSize,
+    /// 1: build the same bytes on every node whatever its thread count, at the cost of a
+    /// single-threaded graph construction (`deterministic = 1`, docs/replication.md).
+    Deterministic,
     /// The stored snapshot's length, chunk count and checksum.
     SnapshotBytes,
     SnapshotChunks,
@@ -83,6 +86,7 @@ impl Key {
             Key::Dim => "dim",
             Key::Params => "params",
             Key::TrainSize => "train_size",
+            Key::Deterministic => "deterministic",
             Key::SnapshotBytes => "snapshot_bytes",
             Key::SnapshotChunks => "snapshot_chunks",
             Key::SnapshotChecksum => "snapshot_checksum",
@@ -107,6 +111,7 @@ impl Key {
             Key::Shape => Some("rowid"),
             Key::ShapeColumns => Some("[]"),
             Key::WithoutRowid => Some("0"),
+            Key::Deterministic => Some("0"),
             Key::Where => Some(""),
             Key::Partition => Some(""),
             Key::VerifiedCookie => Some("-1"),
@@ -267,6 +272,8 @@ pub(crate) struct Meta {
     /// Default search parameters, applied to the index when it is loaded.
     pub(crate) params: SearchParams,
     pub(crate) train_size: usize,
+    /// `deterministic = 1`: graph construction on one thread in fixed batches (see `Key`).
+    pub(crate) deterministic: bool,
 }
 
 impl Meta {
@@ -299,6 +306,7 @@ impl Meta {
             (Key::Dim, self.dim.to_string()),
             (Key::Params, self.params.to_string()),
             (Key::TrainSize, self.train_size.to_string()),
+            (Key::Deterministic, (self.deterministic as i64).to_string()),
         ]
     }
 
@@ -336,6 +344,7 @@ impl Meta {
             dim: config.num(Key::Dim)?,
             params: SearchParams::parse(config.text(Key::Params)?)?,
             train_size: config.num(Key::TrainSize)?,
+            deterministic: config.num::<i64>(Key::Deterministic)? == 1,
         })
     }
 }
@@ -368,6 +377,7 @@ mod tests {
             dim: 8,
             params: SearchParams::parse("efSearch=64,rerank=2").unwrap(),
             train_size: 100,
+            deterministic: false,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::catalog::object_type;
 use crate::error::{bail, Result};
 use crate::sqlite::{quote_ident, Cell, Conn, Stmt};
 
-use super::snapshot::checksum::checksum;
+use super::snapshot::checksum::hash64;
 use super::snapshot::DEAD_SLOT;
 
 /// How the content table's rows are identified (see the module documentation).
@@ -316,7 +316,7 @@ impl RowKey {
     pub(crate) fn handle(&self) -> i64 {
         let mut bytes = Vec::with_capacity(32);
         self.encode(&mut bytes);
-        match checksum(&bytes) as i64 {
+        match hash64(&bytes) as i64 {
             DEAD_SLOT => DEAD_SLOT + 1,
             h => h,
         }
@@ -326,7 +326,7 @@ impl RowKey {
 /// A fixed hash of an indexed vector, kept per slot by [`KeyShape::UnstableRowid`] tables to
 /// check, after a schema change, that each rowid still holds the vector it indexed.
 pub(crate) fn vector_hash(vector: &[f32]) -> u64 {
-    checksum(bytemuck::cast_slice(vector))
+    hash64(bytemuck::cast_slice(vector))
 }
 
 /// How the rows of `table` are identified (`key::KeyShape`), and its INTEGER PRIMARY KEY

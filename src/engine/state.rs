@@ -141,7 +141,8 @@ pub(crate) struct LiveState {
     pub(crate) applied_seq: i64,
     /// The change-log position of the stored snapshot it came from (or was last saved as).
     snapshot_seq: AtomicI64,
-    /// Identifies the stored snapshot lineage (new at create, rebuild and compaction).
+    /// Identifies the stored snapshot lineage (new at create, rebuild and compaction): derived
+    /// from what was built (`builder::fill`), so every node running the same SQL has the same.
     pub(crate) build_id: String,
     /// Grows with each new lineage, so an older one is never taken for a newer one.
     pub(crate) lineage: i64,
@@ -153,6 +154,11 @@ pub(crate) struct LiveState {
     /// Why the stored snapshot was refused, when this state was rebuilt from the content table
     /// instead (`persist::load`); cleared once this state is saved.
     refused: Option<String>,
+    /// Exactly what one pass over the content table builds (or the stored snapshot of such a
+    /// state): no change-log entry applied since. How the log was applied (in how many
+    /// catch-ups) shows in the index's bytes, so `optimize` of a deterministic table compacts
+    /// a state that is not pristine (`commands::optimize`).
+    pub(crate) pristine: bool,
 }
 
 impl LiveState {
@@ -173,11 +179,12 @@ impl LiveState {
             track_hashes,
             applied_seq: 0,
             snapshot_seq: 0.into(),
-            build_id: new_build_id(),
+            build_id: String::new(),
             lineage,
             verified_cookie: -1,
             generation: next_generation(),
             refused: None,
+            pristine: true,
         }
     }
 
@@ -363,6 +370,12 @@ impl LiveState {
         self.first_index().empty_copy()
     }
 
+    /// As [`empty_copy`](Self::empty_copy), forgetting FAISS's state beyond what it stores
+    /// (`Index::fresh_empty_copy`).
+    pub(crate) fn fresh_empty_copy(&self) -> Result<Index> {
+        self.first_index().fresh_empty_copy()
+    }
+
     /// The key of a live row (tables keyed by columns).
     pub(crate) fn key(&self, handle: i64) -> Option<&RowKey> {
         self.keys.get(&handle)
@@ -496,19 +509,6 @@ impl LiveState {
     }
 }
 
-/// A fresh build id: unique across processes and time.
-fn new_build_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "{:x}-{:x}-{:x}",
-        nanos,
-        std::process::id(),
-        next_generation()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,6 +529,7 @@ mod tests {
             dim: 2,
             params: SearchParams::default(),
             train_size: 10,
+            deterministic: false,
             predicate: None,
             partition: partition.map(str::to_string),
         }

@@ -37,9 +37,9 @@ pub use codec::{json_output, vector_codec};
 pub use options::vtab_options;
 pub use snapshot::{capture_api, snapshot};
 
-/// The snapshot checksum, for naming saved failing inputs and seeding mutations.
+/// A 64-bit hash (XXH3), for naming saved failing inputs and seeding mutations.
 pub fn checksum(bytes: &[u8]) -> u64 {
-    crate::engine::snapshot::checksum::checksum(bytes)
+    xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
 /// Reads structured values off the front of the input; past the end everything is zero/empty,

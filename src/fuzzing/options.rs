@@ -59,6 +59,7 @@ pub fn vtab_options(data: &[u8]) {
         dim: o.dim.unwrap_or(1),
         params: o.params.clone(),
         train_size: o.train_size,
+        deterministic: o.deterministic,
     };
     let config = Config::from_pairs(meta.to_config().into_iter().map(|(k, v)| (k.name(), v)));
     let back = Meta::from_config(&config, o.content.clone())

@@ -165,6 +165,14 @@ impl Index {
         Ok(Index::wrap(inner, self.dim, self.metric))
     }
 
+    /// [`empty_copy`](Self::empty_copy) written out and read back: also forgets what a copy
+    /// carries over that FAISS does not store, such as the random state an HNSW graph draws
+    /// its levels from. A deterministic graph's compaction starts from it (`commands`).
+    pub(crate) fn fresh_empty_copy(&self) -> Result<Index> {
+        let bytes = self.empty_copy()?.to_bytes()?;
+        Index::from_reader(&mut bytes.as_slice(), self.metric)
+    }
+
     /// Set a FAISS search parameter (`nprobe`, `efSearch`, …) on the index itself
     /// (`ParameterSpace::set_index_parameter`). Mutates the index: callers hold it exclusively.
     pub(crate) fn set_parameter(&mut self, name: &str, value: f64) -> Result<()> {

@@ -10,7 +10,7 @@ use crate::vector::MAX_DIM;
 pub(crate) const MAX_TRAIN_SIZE: usize = 10_000_000;
 
 const KEYS: &str =
-    "content, column, id, factory, metric, train_size, params, dim, where, partition";
+    "content, column, id, factory, metric, train_size, params, dim, where, partition, deterministic";
 
 /// Strip one level of SQL quoting: `'a''b'` → `a'b`, `"x"` → `x`, `[x]` → `x`.
 fn unquote(value: &str) -> String {
@@ -41,6 +41,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Definition> {
     let mut dim = None;
     let mut predicate = None;
     let mut partition = None;
+    let mut deterministic = None;
     for arg in args {
         let Some((key, value)) = arg.split_once('=') else {
             bail!("argument '{arg}' is not key = value (keys: {KEYS})");
@@ -61,6 +62,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Definition> {
             "dim" => &mut dim,
             "where" => &mut predicate,
             "partition" => &mut partition,
+            "deterministic" => &mut deterministic,
             other => bail!("unknown option '{other}' (options: {KEYS})"),
         };
         if slot.replace(value).is_some() {
@@ -102,6 +104,11 @@ pub(crate) fn parse(args: &[String]) -> Result<Definition> {
         train_size: number("train_size", train_size, MAX_TRAIN_SIZE)?.unwrap_or(DEFAULT_TRAIN_SIZE),
         params: SearchParams::parse(params.as_deref().unwrap_or(""))?,
         dim: number("dim", dim, MAX_DIM)?,
+        deterministic: match deterministic.as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(v) => bail!("deterministic = {v}: must be 0 or 1"),
+        },
         predicate: predicate.as_deref().map(Predicate::parse).transpose()?,
         partition,
     })

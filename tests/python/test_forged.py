@@ -14,36 +14,16 @@ import sys
 
 import numpy as np
 import pytest
+import xxhash
 from conftest import LIB, connect
 
 DIM = 8
 ROWS = 300
-MASK = (1 << 64) - 1
-P1 = 0x9E3779B185EBCA87
-P2 = 0xC2B2AE3D27D4EB4F
-
-
-def rotl(x, r):
-    return ((x << r) | (x >> (64 - r))) & MASK
 
 
 def checksum(data):
-    """src/engine/snapshot/checksum.rs, as a forger would port it."""
-    lanes = [P1, P2, P1 ^ P2, ~P1 & MASK]
-    whole = len(data) - len(data) % 32
-    words = struct.unpack_from(f"<{whole // 8}Q", data)
-    for i in range(0, len(words), 4):
-        for j in range(4):
-            lanes[j] = rotl(lanes[j] ^ (words[i + j] * P2 & MASK), 31) * P1 & MASK
-    h = len(data)
-    for lane in lanes:
-        h = rotl((h ^ lane) * P1 & MASK, 27)
-    for b in data[whole:]:
-        h = rotl((h ^ b) * P2 & MASK, 11)
-    h ^= h >> 33
-    h = h * P2 & MASK
-    h ^= h >> 29
-    return f"{h:016x}"
+    """The snapshot checksum (XXH3-64, src/engine/snapshot/checksum.rs), as a forger computes it."""
+    return "xxh3:" + xxhash.xxh3_64_hexdigest(data)
 
 
 # (options, content table shape): every index type vekter stores, and both payload versions.

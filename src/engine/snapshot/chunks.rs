@@ -18,10 +18,6 @@ use super::Source;
 /// Snapshot chunk size: far below SQLite's 1 GB blob limit, large enough to keep rows few.
 pub(crate) const CHUNK_BYTES: usize = 4 << 20;
 
-fn hex(sum: u64) -> String {
-    format!("{sum:016x}")
-}
-
 /// Replace the stored snapshot with `payload`; returns what `config` must record about it.
 pub(crate) fn write(shadow: &Shadow, payload: &[u8]) -> Result<SnapshotRecord> {
     let table = shadow.table(ShadowTable::Chunks);
@@ -47,7 +43,7 @@ pub(crate) fn write(shadow: &Shadow, payload: &[u8]) -> Result<SnapshotRecord> {
     Ok(SnapshotRecord {
         bytes: payload.len(),
         chunks,
-        checksum: hex(checksum(payload)),
+        checksum: checksum(payload),
         seal: key.seal(payload),
         key_id: key.id.clone(),
     })
@@ -102,8 +98,8 @@ pub(crate) fn open(shadow: &Shadow, record: &SnapshotRecord) -> Result<StoredSna
         );
     }
     let started = Instant::now();
-    let (sum, mac, sealing) = read_and_sum(&mut snapshot, want_bytes, key)?;
-    let sum = hex(sum.finish());
+    let (sum, mac, sealing) = read_and_sum(&mut snapshot, want_sum, key)?;
+    let sum = sum.finish();
     if &sum != want_sum {
         bail!(Corrupt: "snapshot checksum {sum} does not match the recorded {want_sum}");
     }
@@ -124,10 +120,11 @@ pub(crate) fn open(shadow: &Shadow, record: &SnapshotRecord) -> Result<StoredSna
 /// the seal and the time spent sealing.
 fn read_and_sum(
     snapshot: &mut StoredSnapshot,
-    len: usize,
+    recorded_sum: &str,
     key: &seal::SealKey,
 ) -> Result<(Checksum, seal::Sealer, Duration)> {
-    let mut sum = Checksum::new(len);
+    let len = snapshot.len;
+    let mut sum = Checksum::for_record(recorded_sum, len);
     let mut mac = key.sealer(len);
     let mut sealing = Duration::ZERO;
     let (to_hash, hash_rx) = sync_channel::<Vec<u8>>(1);

@@ -33,6 +33,8 @@ impl LiveState {
     /// caller drops it (`sync`).
     pub(crate) fn catch_up(&mut self, log: &ChangeLog, meta: &Meta, upto: i64) -> Result<()> {
         let span = (self.applied_seq, upto);
+        // Whatever the log holds, however many catch-ups it takes: the same on every node.
+        self.pristine &= span.1 <= span.0;
         let flat = self
             .parts
             .iter()

@@ -209,7 +209,7 @@ fn snapshot_store(input: &mut Input) {
         match key {
             Key::SnapshotBytes => all.len().to_string(),
             Key::SnapshotChunks => rows.len().to_string(),
-            Key::SnapshotChecksum => format!("{:016x}", checksum(&all)),
+            Key::SnapshotChecksum => checksum(&all),
             Key::SnapshotSeq => "0".to_string(),
             other => META_KEYS
                 .iter()
@@ -263,7 +263,7 @@ fn snapshot_store(input: &mut Input) {
     let config = Config::read(&shadow).expect("config reads");
     let result = read_whole(&shadow, &config);
     if let Ok(payload) = &result {
-        let sum = format!("{:016x}", checksum(payload));
+        let sum = checksum(payload);
         assert_eq!(
             config.text(Key::SnapshotChecksum).ok(),
             Some(sum.as_str()),
@@ -316,6 +316,7 @@ pub(super) fn shaped_meta(dim: usize, metric: Metric, key: KeyShape, partitioned
         dim,
         params: Default::default(),
         train_size: 100,
+        deterministic: false,
     }
 }
 
