@@ -14,6 +14,17 @@ use crate::error::{Error, Result};
 const SQLITE_ROW: c_int = 100;
 const SQLITE_DONE: c_int = 101;
 const SQLITE_FCNTL_DATA_VERSION: c_int = 35;
+const SQLITE_FCNTL_VFS_POINTER: c_int = 27;
+
+/// The head of `sqlite3_vfs` (its layout is SQLite's stable ABI), up to the name.
+#[repr(C)]
+struct VfsHead {
+    version: c_int,
+    os_file_size: c_int,
+    max_pathname: c_int,
+    next: *mut c_void,
+    name: *const std::os::raw::c_char,
+}
 
 /// A connection owned by the host; vekter never opens or closes one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,7 +157,15 @@ impl Conn {
     ///
     /// The pager only notices other connections' commits when a read transaction starts, so
     /// one is held (see [`hold_read`](Self::hold_read)) while the version is read.
+    ///
+    /// One exception: Litestream's VFS read replica changes the file change counter on every
+    /// read (so that SQLite drops its cache), so its data version moves with every statement
+    /// while nothing was written. There the replica's transaction id stands in for it
+    /// ([`replica_position`](Self::replica_position)).
     pub(crate) fn data_version(&self, schema: &str) -> Option<u32> {
+        if let Some(position) = self.replica_position(schema) {
+            return Some(position);
+        }
         let _held = self.hold_read(schema).ok()?;
         let c_schema = CString::new(schema).ok()?;
         let mut version: u32 = 0;
@@ -160,6 +179,49 @@ impl Conn {
             ))
         };
         (rc == 0).then_some(version)
+    }
+
+    /// For a database read through Litestream's VFS (`vfs=litestream`) on a connection where
+    /// its `litestream_txid()` is registered: a digest of the replica's transaction id, which
+    /// moves exactly when the replica applies a transaction. It is read before the data it
+    /// stamps, so a transaction applied in between only causes one more check, never a stale
+    /// answer. `None` everywhere else.
+    pub(crate) fn replica_position(&self, schema: &str) -> Option<u32> {
+        if self.vfs_name(schema)? != "litestream" {
+            return None;
+        }
+        let mut stmt = self.prepare("SELECT litestream_txid()").ok()?;
+        if !stmt.step().ok()? {
+            return None;
+        }
+        let txid = stmt.text(0)?;
+        let digest = xxhash_rust::xxh3::xxh3_64(txid.as_bytes());
+        Some((digest ^ (digest >> 32)) as u32)
+    }
+
+    /// The name of the VFS `schema` is read through (SQLITE_FCNTL_VFS_POINTER, which SQLite
+    /// answers itself: a VFS need not implement SQLITE_FCNTL_VFSNAME, and Litestream's does not).
+    fn vfs_name(&self, schema: &str) -> Option<String> {
+        let c_schema = CString::new(schema).ok()?;
+        let mut vfs: *const VfsHead = std::ptr::null();
+        // SAFETY: valid connection; the file control stores the database's registered
+        // `sqlite3_vfs` (or nothing), whose name is a NUL-terminated string it owns.
+        unsafe {
+            let rc = call!(file_control(
+                self.raw,
+                c_schema.as_ptr(),
+                SQLITE_FCNTL_VFS_POINTER,
+                &mut vfs as *mut *const VfsHead as *mut c_void
+            ));
+            if rc != 0 || vfs.is_null() || (*vfs).name.is_null() {
+                return None;
+            }
+            Some(
+                std::ffi::CStr::from_ptr((*vfs).name)
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        }
     }
 
     /// Make sure one read transaction on `schema` spans what follows, so that several

@@ -67,9 +67,14 @@ class Primary:
         self.conn = connect(self.path, isolation_level=None, timeout=10)
         assert self.conn.execute("pragma journal_mode = wal").fetchone()[0] == "wal"
         self.conn.execute("create table docs (id integer primary key, embedding blob)")
+        # A plain table (no faiss table): faiss_search indexes it in memory, datasette-faiss style.
+        self.conn.execute("create table notes (id integer primary key, embedding blob)")
+        self.notes = self.rng.standard_normal((500, DIM)).astype(np.float32)
         self.conn.execute("begin")
         for i in range(1, ROWS + 1):
             self._put(i, self.vector())
+        self.conn.executemany("insert into notes values (?, ?)",
+                              [(i, v.tobytes()) for i, v in enumerate(self.notes)])
         self.conn.execute("commit")
         config = write_config(folder / "litestream.yml", self.path, self.replica)
         self.litestream = Process([binary, "replicate", "-config", config], folder / "replicate.log")
@@ -400,6 +405,26 @@ def test_vfs_read_replica_searches_exactly_and_sees_new_commits(primary, tmp_pat
         versions = [worker.run([("pragma data_version", [])])[0][0][0][0] for _ in range(6)]
         q = np.random.default_rng(41).standard_normal(DIM).astype(np.float32).tobytes()
         search_ms = statistics.median(ms for _, ms in worker.run([(SEARCH, [q, K])] * 20))
+
+        # data_version moves on every statement there, yet 1,000 searches of an unchanged plain
+        # table read it once: vekter stamps it with litestream_txid() instead.
+        def registry():
+            return json.loads(worker.run([("select vekter_debug()", [])])[0][0][0][0])["registry"]
+
+        plain_sql = "select faiss_search('main', 'notes', ?, 3)"
+        calls = [(plain_sql, [primary.notes[i % 500].tobytes()]) for i in range(1000)]
+        txid_before = worker.run([("select litestream_txid()", [])])[0][0][0][0]
+        before = registry()
+        answers = [json.loads(rows[0][0]) for rows, _ in worker.run(calls, timeout=120)]
+        after = registry()
+        assert [a[0] for a in answers] == [i % 500 for i in range(1000)]
+        plain_reads = after["checks"] - before["checks"]
+        plain_builds = after["builds"] - before["builds"]
+        # One read of the table (counted in checks; it builds the index); a second only if the
+        # replica applied a transaction meanwhile (Litestream's own bookkeeping commits too).
+        txids = worker.run([("select litestream_txid()", [])])[0][0][0][0]
+        allowed = 1 if txids == txid_before else 2
+        assert plain_builds == 1 and plain_reads <= allowed, (before, after, txid_before, txids)
         try:
             worker.run([("insert into docs_idx(docs_idx) values ('integrity-check')", [])])
             check = "passes"
@@ -440,5 +465,7 @@ def test_vfs_read_replica_searches_exactly_and_sees_new_commits(primary, tmp_pat
            f"p50 {statistics.median(lags) * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms over {len(lags)} commits "
            f"(the VFS polls every 1 s); first search {first_ms:.1f} ms (open {worker.open_ms:.0f} ms), "
            f"later searches {search_ms:.2f} ms; txid {txid}")
+    report(f"litestream VFS: 1,000 faiss_search calls on an unchanged plain table: {plain_builds} build, "
+           f"{plain_reads} table read(s) (data_version moved on each statement; txid after them {txids})")
     report(f"litestream VFS: PRAGMA data_version over 6 idle statements: {versions}; "
            f"integrity-check {check}; L1 files {l1_before} -> {l1_after}")
