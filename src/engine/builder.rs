@@ -178,6 +178,17 @@ fn long_work(table: &LiveTable, work: &'static str) -> (Watch, Task) {
 /// of its vectors. Searches are exact meanwhile; `rebuild` (or `optimize`) stores the table's
 /// own index again.
 pub(crate) fn build_stand_in(table: &LiveTable, origin: Origin) -> Result<LiveState> {
+    exact_flat(table, origin, "building a stand-in")
+}
+
+/// An exact `Flat` index of the table's metric over every row that can be indexed, with the
+/// guards a file from a stranger needs (below): the stand-in, and the load of a `Flat` table
+/// stored lean (`persist`), shown as `work` while it runs.
+pub(crate) fn exact_flat(
+    table: &LiveTable,
+    origin: Origin,
+    work: &'static str,
+) -> Result<LiveState> {
     let meta = table.meta();
     // The file chose the content table: it must be an ordinary table of the shape the index
     // was made for (a view could yield rows without end), and the vectors it yields can be no
@@ -200,7 +211,7 @@ pub(crate) fn build_stand_in(table: &LiveTable, origin: Origin) -> Result<LiveSt
     };
     let max_bytes = page("page_count")?.saturating_mul(page("page_size")?);
     let index = Index::new("Flat", meta.dim, meta.metric)?;
-    let (_watch, task) = long_work(table, "building a stand-in");
+    let (_watch, task) = long_work(table, work);
     // The table's default parameters are for its own factory (efSearch, nprobe): not set here.
     fill(
         table,

@@ -171,7 +171,10 @@ pub(crate) fn rebuild(table: &LiveTable, state: &ConnState) -> Result<()> {
 pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
     check_writable(table.conn(), table.schema(), "optimize")?;
     let meta = table.meta();
-    let canonical = meta.deterministic || !builder::batch_sensitive(&meta.factory);
+    // A Flat table stores no vectors (`snapshot::stored_lean`): its payload is the same
+    // whatever the state, so only tombstones call for a compaction (of memory).
+    let canonical = !super::snapshot::stored_lean(&meta.factory)
+        && (meta.deterministic || !builder::batch_sensitive(&meta.factory));
     let seq = table.log().max_seq()?;
     let indexable = content_rows(table)?.indexable.len();
     // Saved as it is when it is current and clean; otherwise compacted. Either way only a read

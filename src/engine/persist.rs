@@ -13,7 +13,7 @@ use super::builder;
 use super::config::{Config, SnapshotMark};
 use super::key::KeyShape;
 use super::params;
-use super::snapshot::chunks;
+use super::snapshot::{self, chunks};
 use super::state::LiveState;
 use super::LiveTable;
 
@@ -25,7 +25,10 @@ pub(crate) fn save(table: &LiveTable, state: &LiveState, seq: i64) -> Result<()>
         bail!(Internal: "the index standing in for a refused snapshot cannot be saved");
     }
     let shadow = table.shadow();
-    let payload = state.to_payload()?;
+    let payload = match snapshot::stored_lean(&table.meta().factory) {
+        true => snapshot::encode_lean(table.meta().dim),
+        false => state.to_payload()?,
+    };
     let record = chunks::write(shadow, &payload)?;
     failpoint("save:chunks-written")?;
     let mark = SnapshotMark {
@@ -59,11 +62,15 @@ pub(crate) fn load(table: &LiveTable) -> Result<LiveState> {
     let upto = table.log().max_seq()?;
     let stored = config.record().and_then(|record| {
         let mut snapshot = chunks::open(shadow, &record)?;
+        if snapshot::is_lean(&mut snapshot, meta.dim)? {
+            return Ok(None);
+        }
         let ids = (mark.build_id.clone(), mark.lineage, mark.seq);
-        LiveState::from_payload(&mut snapshot, meta, ids)
+        LiveState::from_payload(&mut snapshot, meta, ids).map(Some)
     });
     let mut state = match stored {
-        Ok(mut state) => {
+        Ok(None) => load_lean(table, &mark, upto)?,
+        Ok(Some(mut state)) => {
             state.verified_cookie = mark.verified_cookie;
             for index in state.indexes_mut() {
                 params::apply(index, &meta.params.faiss)?;
@@ -77,6 +84,22 @@ pub(crate) fn load(table: &LiveTable) -> Result<LiveState> {
         Err(e) => return Err(e.in_table(table.name())),
     };
     verify_rowids(table, &mut state)?;
+    Ok(state)
+}
+
+/// A `Flat` table stored lean: its index built from the content table as it is now (one pass,
+/// no training), positioned at the change log's end `upto` of the stored lineage. The content
+/// table is the truth; a file from a stranger gets the same guards as a stand-in
+/// (`builder::exact_flat`).
+fn load_lean(table: &LiveTable, mark: &SnapshotMark, upto: i64) -> Result<LiveState> {
+    let origin = builder::Origin::at(mark.lineage, upto.max(mark.seq));
+    let mut state =
+        builder::exact_flat(table, origin, "loading").map_err(|e| e.in_table(table.name()))?;
+    state.build_id = mark.build_id.clone();
+    state.set_snapshot_seq(mark.seq);
+    if table.meta().key == KeyShape::UnstableRowid {
+        state.verified_cookie = table.conn().schema_version(table.schema(), None)?;
+    }
     Ok(state)
 }
 

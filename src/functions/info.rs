@@ -22,6 +22,7 @@ pub(crate) fn debug(_: &Context, _: &[ValueRef]) -> Result<Output> {
     };
     let stats = &plain::STATS;
     let verified = crate::engine::snapshot::chunks::LAST_VERIFY.get();
+    let saved = crate::engine::snapshot::chunks::LAST_SAVE.get();
     let info = serde_json::json!({
         "vekter": env!("CARGO_PKG_VERSION"),
         "faiss": faiss_version(),
@@ -42,6 +43,10 @@ pub(crate) fn debug(_: &Context, _: &[ValueRef]) -> Result<Output> {
                 "bytes": verified.0,
                 "ms": verified.1 as f64 / 1000.0,
                 "seal_ms": verified.2 as f64 / 1000.0,
+            },
+            "last_saved": {
+                "bytes": saved.0,
+                "written": saved.1,
             },
         },
         "registry": {

@@ -1,6 +1,7 @@
 //! The SQL functions (SPEC §1–3, §5), registered from one table with one policy of flags.
 
 mod aggregate;
+mod check;
 mod codec;
 mod info;
 mod search;
@@ -31,6 +32,17 @@ pub(crate) fn register(db: *mut sqlite3, state: &Arc<ConnState>) -> Result<()> {
                 search::search(ctx, &state, &cache, args, scores)
             })?;
         }
+    }
+    // ([database,] table): the read-only integrity-check.
+    for n_args in [1, 2] {
+        let state = state.clone();
+        create_scalar(
+            db,
+            "faiss_integrity_check",
+            n_args,
+            DirectOnly,
+            move |ctx, args| check::integrity_check(ctx, &state, args),
+        )?;
     }
     // (id, embedding, compare_embedding, k [, metric])
     for n_args in [4, 5] {

@@ -87,6 +87,7 @@ impl Conn {
         table: &str,
         column: &str,
         rowid: i64,
+        writable: bool,
     ) -> Result<Blob> {
         let name = |s: &str| CString::new(s).map_err(|_| Error::invalid("name contains NUL"));
         let (c_schema, c_table, c_column) = (name(schema)?, name(table)?, name(column)?);
@@ -100,7 +101,7 @@ impl Conn {
                 c_table.as_ptr(),
                 c_column.as_ptr(),
                 rowid,
-                0,
+                writable as c_int,
                 &mut raw
             ))
         };
@@ -480,6 +481,20 @@ impl Blob {
         };
         // SAFETY: an open handle; `dest` holds `n` bytes; SQLite checks the range.
         let rc = unsafe { call!(blob_read(self.raw, dest.as_mut_ptr() as *mut c_void, n, at)) };
+        if rc != 0 {
+            return Err(Error::sqlite(rc, self.conn.errmsg()));
+        }
+        Ok(())
+    }
+
+    /// Overwrite the BLOB from byte `offset` with `src` (a handle opened writable; the BLOB
+    /// keeps its length). Only the pages holding those bytes are written.
+    pub(crate) fn write(&self, src: &[u8], offset: usize) -> Result<()> {
+        let (Ok(n), Ok(at)) = (c_int::try_from(src.len()), c_int::try_from(offset)) else {
+            return Err(Error::invalid("BLOB write out of range"));
+        };
+        // SAFETY: an open handle; `src` holds `n` bytes; SQLite checks the range.
+        let rc = unsafe { call!(blob_write(self.raw, src.as_ptr() as *const c_void, n, at)) };
         if rc != 0 {
             return Err(Error::sqlite(rc, self.conn.errmsg()));
         }

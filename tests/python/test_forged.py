@@ -220,14 +220,14 @@ def test_unsealed_snapshot_from_an_earlier_vekter(tmp_path):
 
 
 def test_a_snapshot_of_several_chunks_loads_and_its_forgery_does_not(tmp_path):
-    """12,000 x 128-d (6 MB, two 4 MiB chunks): read, summed and sealed in one pass; a byte
+    """12,000 x 128-d (IVF4,Flat: 6 MB, two 4 MiB chunks; a Flat table stores no vectors): read, summed and sealed in one pass; a byte
     changed in the second chunk is caught."""
     path = tmp_path / "big.db"
     conn = connect(path, isolation_level=None)
     data = np.random.default_rng(8).normal(size=(12_000, 128)).astype(np.float32)
     conn.execute("create table docs (id integer primary key, embedding blob)")
     conn.executemany("insert into docs values (?, ?)", [(i, v.tobytes()) for i, v in enumerate(data)])
-    conn.execute("create virtual table idx using faiss(content = docs)")
+    conn.execute("create virtual table idx using faiss(content = docs, factory = 'IVF4,Flat')")
     assert conn.execute("select count(*) from idx_chunks").fetchone()[0] == 2
     code = f"""
 import json, sqlite3, sys

@@ -430,6 +430,10 @@ def test_vfs_read_replica_searches_exactly_and_sees_new_commits(primary, tmp_pat
             check = "passes"
         except SQLFailed as e:
             check = f"fails: {e}"
+        # The read-only forms work on the replica: the function and faiss_indexes.
+        assert worker.run([("select faiss_integrity_check('docs_idx')", [])])[0][0] == [("ok",)]
+        states = dict(worker.run([("select name, state from faiss_indexes", [])])[0][0])
+        assert states.get("docs_idx") == "live", states
 
         def tail():
             try:
@@ -468,4 +472,4 @@ def test_vfs_read_replica_searches_exactly_and_sees_new_commits(primary, tmp_pat
     report(f"litestream VFS: 1,000 faiss_search calls on an unchanged plain table: {plain_builds} build, "
            f"{plain_reads} table read(s) (data_version moved on each statement; txid after them {txids})")
     report(f"litestream VFS: PRAGMA data_version over 6 idle statements: {versions}; "
-           f"integrity-check {check}; L1 files {l1_before} -> {l1_after}")
+           f"the integrity-check command {check} (faiss_integrity_check('docs_idx') = 'ok'); L1 files {l1_before} -> {l1_after}")

@@ -18,22 +18,73 @@ use super::Source;
 /// Snapshot chunk size: far below SQLite's 1 GB blob limit, large enough to keep rows few.
 pub(crate) const CHUNK_BYTES: usize = 4 << 20;
 
+/// The unit in which a save compares a new chunk with the stored one: only the blocks that
+/// differ are written, so the pages SQLite writes (and a page-level replica ships) are those
+/// where the payload changed.
+const COMPARE_BLOCK: usize = 4096;
+
 /// Replace the stored snapshot with `payload`; returns what `config` must record about it.
+///
+/// A stored chunk of the same length is overwritten in place, block by block, only where it
+/// differs (incremental BLOB I/O writes just the pages it touches); other chunks are replaced
+/// whole, and chunks past the new end deleted. `LAST_SAVE` counts the bytes written.
 pub(crate) fn write(shadow: &Shadow, payload: &[u8]) -> Result<SnapshotRecord> {
     let table = shadow.table(ShadowTable::Chunks);
     let conn = shadow.conn();
-    conn.execute(&format!("DELETE FROM {table}"))?;
-    let mut stmt = conn.prepare(&format!(
-        "INSERT INTO {table} (chunk, data) VALUES (?1, ?2)"
+    let mut stored = std::collections::HashMap::new();
+    let mut lengths = conn.prepare(&format!(
+        "SELECT chunk, length(data) FROM {table} WHERE typeof(data) = 'blob'"
+    ))?;
+    while lengths.step()? {
+        if let (Cell::Integer(chunk), Cell::Integer(len)) = (lengths.cell(0), lengths.cell(1)) {
+            stored.insert(chunk, len);
+        }
+    }
+    drop(lengths);
+    let mut replace = conn.prepare(&format!(
+        "INSERT OR REPLACE INTO {table} (chunk, data) VALUES (?1, ?2)"
     ))?;
     let mut chunks = 0i64;
+    let mut written = 0usize;
+    let mut blob: Option<Blob> = None;
+    let mut old = vec![0u8; COMPARE_BLOCK];
     for piece in payload.chunks(CHUNK_BYTES) {
-        stmt.bind_i64(1, chunks)?;
-        stmt.bind_blob(2, piece)?;
-        while stmt.step()? {}
-        stmt.reset();
+        if stored.get(&chunks) == Some(&(piece.len() as i64)) {
+            match &mut blob {
+                Some(b) => b.reopen(chunks)?,
+                None => {
+                    let name = shadow.table_name(ShadowTable::Chunks);
+                    blob = Some(conn.open_blob(shadow.schema(), &name, "data", chunks, true)?)
+                }
+            }
+            let b = blob.as_ref().expect("opened above");
+            for (n, new) in piece.chunks(COMPARE_BLOCK).enumerate() {
+                let at = n * COMPARE_BLOCK;
+                let old = &mut old[..new.len()];
+                b.read(old, at)?;
+                if old != new {
+                    b.write(new, at)?;
+                    written += new.len();
+                }
+            }
+        } else {
+            // A handle on this table must not be open across a replace (SQLite expires it).
+            blob = None;
+            replace.bind_i64(1, chunks)?;
+            replace.bind_blob(2, piece)?;
+            while replace.step()? {}
+            replace.reset();
+            written += piece.len();
+        }
         chunks += 1;
     }
+    drop(blob);
+    let mut trim = conn.prepare(&format!(
+        "DELETE FROM {table} WHERE chunk >= ?1 OR chunk < 0"
+    ))?;
+    trim.bind_i64(1, chunks)?;
+    while trim.step()? {}
+    LAST_SAVE.record(payload.len(), written);
     let key = seal::key().map_err(|why| {
         Error::invalid(format!(
             "cannot seal the index's snapshot: {why}. Set VEKTER_KEY (64 hex digits) or \
@@ -187,6 +238,33 @@ fn absorb(sum: &mut Checksum, mac: &mut seal::Sealer, sealing: &mut Duration, pi
     *sealing += t.elapsed();
 }
 
+/// The last snapshot this process saved: its size and the bytes actually written
+/// (`vekter_debug()`: what a page-level replica receives of it).
+pub(crate) static LAST_SAVE: LastSave = LastSave {
+    bytes: AtomicU64::new(0),
+    written: AtomicU64::new(0),
+};
+
+pub(crate) struct LastSave {
+    bytes: AtomicU64,
+    written: AtomicU64,
+}
+
+impl LastSave {
+    fn record(&self, bytes: usize, written: usize) {
+        self.bytes.store(bytes as u64, Ordering::Relaxed);
+        self.written.store(written as u64, Ordering::Relaxed);
+    }
+
+    /// (payload bytes, bytes written) of the last save.
+    pub(crate) fn get(&self) -> (u64, u64) {
+        (
+            self.bytes.load(Ordering::Relaxed),
+            self.written.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// The last snapshot this process verified: its size, how long reading and checking it took,
 /// and how much of that was the seal (`vekter_debug()`, and the load figures of `make bench`).
 pub(crate) static LAST_VERIFY: LastVerify = LastVerify {
@@ -291,7 +369,7 @@ impl StoredSnapshot {
             None => {
                 let blob = self
                     .conn
-                    .open_blob(&self.schema, &self.table, "data", chunk)
+                    .open_blob(&self.schema, &self.table, "data", chunk, false)
                     .map_err(Error::damaged_if_schema)?;
                 self.blob = Some((chunk, blob));
             }

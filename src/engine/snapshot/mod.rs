@@ -21,6 +21,11 @@
 //!
 //! Decoding checks the lengths, then that each FAISS index's vector count and dimension match
 //! its slot table and the table's metadata.
+//!
+//! Lean, for a `Flat` table (since 2026-12-02 evening): magic `VEKTLEAN`, then the dimension
+//! (`u64`), 16 bytes in all. A Flat index holds nothing but the vectors, which the content
+//! table already holds: it is built again from the table at load (`persist::load`), so the
+//! file does not carry a second copy, and `optimize` writes 16 bytes.
 
 pub(crate) mod checksum;
 pub(crate) mod chunks;
@@ -33,6 +38,38 @@ use super::key::{KeyPart, RowKey};
 
 const MAGIC: &[u8; 8] = b"VEKTSNP1";
 const MAGIC_V2: &[u8; 8] = b"VEKTSNP2";
+const MAGIC_LEAN: &[u8; 8] = b"VEKTLEAN";
+const LEAN_BYTES: usize = 16;
+
+/// Whether a table's index is stored lean (nothing but its dimension): a `Flat` index, whose
+/// vectors are the content table's.
+pub(crate) fn stored_lean(factory: &str) -> bool {
+    factory.trim().eq_ignore_ascii_case("flat")
+}
+
+/// The lean payload of a `Flat` table of dimension `dim`.
+pub(crate) fn encode_lean(dim: usize) -> Vec<u8> {
+    let mut out = MAGIC_LEAN.to_vec();
+    out.extend_from_slice(&(dim as u64).to_le_bytes());
+    out
+}
+
+/// Whether the verified payload in `source` is a lean one; `Corrupt` when it is lean but not
+/// of dimension `dim`.
+pub(crate) fn is_lean(source: &mut dyn Source, dim: usize) -> Result<bool> {
+    if source.len() != LEAN_BYTES {
+        return Ok(false);
+    }
+    let mut bytes = [0u8; LEAN_BYTES];
+    source.read_at(0, &mut bytes)?;
+    if &bytes[..8] != MAGIC_LEAN {
+        return Ok(false);
+    }
+    if u64::from_le_bytes(bytes[8..].try_into().expect("8")) != dim as u64 {
+        return Err(damaged("it is of another dimension than the table"));
+    }
+    Ok(true)
+}
 const HEADER_BYTES: usize = 24;
 /// The slot-table marker of a slot whose row was deleted or re-vectored.
 pub(crate) const DEAD_SLOT: i64 = i64::MIN;
