@@ -78,37 +78,59 @@ pub(crate) fn set_build_threads(n: i64) -> Result<usize> {
 thread_local! {
     /// While non-zero, builds on this thread run on one thread ([`SingleThreaded::begin`]).
     static SINGLE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    /// While non-zero, OpenBLAS runs on one thread for this thread's builds
-    /// ([`SingleThreaded::blas`]).
-    static SINGLE_BLAS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
+
+/// Trainings that need OpenBLAS on one thread, running now ([`SingleThreaded::blas`]).
+/// OpenBLAS's thread count is process-wide: while one runs, every build sets it to 1, so
+/// that no other thread raises it under that training. The count and the setting change
+/// together, under this lock.
+static BLAS_PINNED: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 
 /// While it lives, the builds of the calling thread run on one thread, or call OpenBLAS on
 /// one thread, whatever `vekter_threads` says: for builds that must come out the same on
 /// every node (docs/replication.md).
-pub(crate) struct SingleThreaded(&'static std::thread::LocalKey<std::cell::Cell<usize>>);
+/// (Not `Send`: it must be dropped on the thread that began it.)
+pub(crate) struct SingleThreaded {
+    blas_only: bool,
+    _here: std::marker::PhantomData<*const ()>,
+}
 
 impl SingleThreaded {
     /// OpenMP and OpenBLAS on one thread: a deterministic graph build (`deterministic = 1`).
     pub(crate) fn begin() -> SingleThreaded {
-        Self::on(&SINGLE)
+        SINGLE.with(|s| s.set(s.get() + 1));
+        SingleThreaded {
+            blas_only: false,
+            _here: std::marker::PhantomData,
+        }
     }
 
-    /// OpenBLAS on one thread: the training of an index with a learnt transform (OPQ, PCA,
-    /// ITQ), whose LAPACK and matrix-vector sums OpenBLAS splits by thread count.
+    /// OpenBLAS on one thread, in the whole process while it lives: the training of an index
+    /// whose LAPACK and matrix sums OpenBLAS splits by thread count (OPQ, PCA, ITQ, LSQ, RQ).
     pub(crate) fn blas() -> SingleThreaded {
-        Self::on(&SINGLE_BLAS)
-    }
-
-    fn on(key: &'static std::thread::LocalKey<std::cell::Cell<usize>>) -> SingleThreaded {
-        key.with(|s| s.set(s.get() + 1));
-        SingleThreaded(key)
+        let mut pinned = crate::locks::lock(&BLAS_PINNED);
+        *pinned += 1;
+        set_blas_threads(1);
+        SingleThreaded {
+            blas_only: true,
+            _here: std::marker::PhantomData,
+        }
     }
 }
 
 impl Drop for SingleThreaded {
     fn drop(&mut self) {
-        self.0.with(|s| s.set(s.get() - 1));
+        match self.blas_only {
+            true => *crate::locks::lock(&BLAS_PINNED) -= 1,
+            false => SINGLE.with(|s| s.set(s.get() - 1)),
+        }
+    }
+}
+
+fn set_blas_threads(n: c_int) {
+    if let Some(set) = *OPENBLAS_SET {
+        // SAFETY: OpenBLAS's setter takes any positive count.
+        unsafe { set(n) }
     }
 }
 
@@ -119,17 +141,10 @@ pub(crate) fn for_build() {
         0 => build_threads() as c_int,
         _ => 1,
     };
-    let blas = match SINGLE_BLAS.with(|s| s.get()) {
-        0 => n,
-        _ => 1,
-    };
-    // SAFETY: sets the calling thread's OpenMP ICV; OpenBLAS's setter takes any positive count.
-    unsafe {
-        omp_set_num_threads(n);
-        if let Some(set) = *OPENBLAS_SET {
-            set(blas);
-        }
-    }
+    // SAFETY: sets the calling thread's OpenMP ICV.
+    unsafe { omp_set_num_threads(n) };
+    let pinned = crate::locks::lock(&BLAS_PINNED);
+    set_blas_threads(if *pinned > 0 { 1 } else { n });
 }
 
 /// Call before a search, on the thread that calls FAISS: an OpenMP team of one (the

@@ -5,11 +5,13 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::error::{bail, Error, Result};
+use crate::error::{bail, Error, Kind, Result};
 use crate::index::Index;
 use crate::interrupt::{self, Watch};
 use crate::progress::Task;
+use crate::sqlite::panic_error;
 use crate::sqlite::{quote_ident, Cell};
+use std::sync::mpsc::sync_channel;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::config::{Config, Key};
@@ -33,10 +35,14 @@ const FIXED_BATCH_BYTES: usize = 4 << 20;
 /// About 0.1 s of HNSW32 over 128-d on one core, so an interrupt is seen between two.
 const DETERMINISTIC_GRAPH_BATCH_ROWS: usize = 1024;
 
-/// Whether the factory learns a linear transform (OPQ, PCA, ITQ, random rotation) in training.
+/// Whether the factory's training sums in OpenBLAS/LAPACK calls split by thread count: a
+/// learnt linear transform (OPQ, PCA, ITQ, random rotation) or an additive quantizer.
 fn transform_trained(factory: &str) -> bool {
     let f = factory.to_ascii_uppercase();
-    ["OPQ", "PCA", "ITQ", "RR"].iter().any(|t| f.contains(t))
+    // Additive quantizers (LSQ, RQ, PRQ) solve least squares with LAPACK in training too.
+    ["OPQ", "PCA", "ITQ", "RR", "LSQ", "RQ"]
+        .iter()
+        .any(|t| f.contains(t))
 }
 
 /// Whether FAISS builds a different index from the same rows added in different batches, or
@@ -51,8 +57,9 @@ pub(crate) fn batch_sensitive(factory: &str) -> bool {
 /// from what the last batch took (HNSW32 adds about 10,000 rows of 128-d a second on one
 /// core, a Flat index millions). Batch size hardly changes FAISS's speed (HNSW32, 60,000 ×
 /// 128-d on 2 cores: 5.0 s in one add, 5.1 s in adds of 2,000).
+#[derive(Clone)]
 struct Pace {
-    rows: usize,
+    rows: std::cell::Cell<usize>,
     /// Sized by time (graph builds); else the size stays fixed.
     paced: bool,
 }
@@ -66,19 +73,21 @@ impl Pace {
     /// fixed otherwise.
     fn for_build(meta: &super::config::Meta) -> Pace {
         let rows = match (batch_sensitive(&meta.factory), meta.deterministic) {
-            (true, false) => {
-                return Pace {
-                    rows: Self::FIRST,
-                    paced: true,
-                }
-            }
+            (true, false) => return Pace::fixed(Self::FIRST, true),
             (true, true) => DETERMINISTIC_GRAPH_BATCH_ROWS,
             (false, _) => (FIXED_BATCH_BYTES / (meta.dim.max(1) * 4)).max(256),
         };
-        Pace { rows, paced: false }
+        Pace::fixed(rows, false)
     }
 
-    fn took(&mut self, rows: usize, took: Duration) {
+    fn fixed(rows: usize, paced: bool) -> Pace {
+        Pace {
+            rows: rows.into(),
+            paced,
+        }
+    }
+
+    fn took(&self, rows: usize, took: Duration) {
         if !self.paced {
             return;
         }
@@ -87,7 +96,7 @@ impl Pace {
             true => (BATCH_SECONDS / per_row) as usize,
             false => Self::MAX,
         };
-        self.rows = want.clamp(Self::MIN, Self::MAX);
+        self.rows.set(want.clamp(Self::MIN, Self::MAX));
     }
 }
 
@@ -150,6 +159,9 @@ fn train_and_fill(table: &LiveTable, origin: Origin, policy: Rows) -> Result<Liv
         // OpenBLAS splits the sums of a learnt transform's training by its thread count: one
         // thread, so that every node learns the same transform.
         let _blas = transform_trained(&meta.factory).then(crate::threads::SingleThreaded::blas);
+        // A deterministic graph may be built inside training (IVF…_HNSW's quantizer).
+        let _single = (meta.deterministic && batch_sensitive(&meta.factory))
+            .then(crate::threads::SingleThreaded::begin);
         interrupt::result(index.train(&sample))
             .map_err(|e| e.context(format!("training '{}' on {n} vectors", meta.factory)))?;
     }
@@ -158,8 +170,21 @@ fn train_and_fill(table: &LiveTable, origin: Origin, policy: Rows) -> Result<Liv
 
 /// Feed a batch of rows into a build's identity.
 fn absorb(identity: &mut Xxh3, rows: &[NewRow], vectors: &[f32]) {
+    let mut encoded = Vec::new();
     for row in rows {
         identity.update(&row.handle.to_le_bytes());
+        // The key and the partition value too: another partitioning of the same rows is
+        // another index.
+        encoded.clear();
+        if let Some(key) = &row.key {
+            key.encode(&mut encoded);
+        }
+        encoded.push(0xff);
+        if let Some(part) = &row.part {
+            super::key::RowKey(vec![part.clone()]).encode(&mut encoded);
+        }
+        identity.update(&(encoded.len() as u64).to_le_bytes());
+        identity.update(&encoded);
     }
     identity.update(bytemuck::cast_slice(vectors));
 }
@@ -209,7 +234,11 @@ pub(crate) fn exact_flat(
             _ => 0,
         })
     };
-    let max_bytes = page("page_count")?.saturating_mul(page("page_size")?);
+    // Vectors stored as JSON text take at least 2 bytes per element ("0,") against 4 in
+    // memory: at most twice the file.
+    let max_bytes = page("page_count")?
+        .saturating_mul(page("page_size")?)
+        .saturating_mul(2);
     let index = Index::new("Flat", meta.dim, meta.metric)?;
     let (_watch, task) = long_work(table, work);
     // The table's default parameters are for its own factory (efSearch, nprobe): not set here.
@@ -258,26 +287,95 @@ fn fill(
     // The build id: a digest of what is built (the definition, the lineage, every row added),
     // not of the time or the process, so every node running the same SQL stores the same.
     let mut identity = Xxh3::new();
-    for part in [
-        meta.factory.as_bytes(),
-        meta.metric.name().as_bytes(),
-        &(meta.dim as u64).to_le_bytes(),
-        &origin.lineage.to_le_bytes(),
-        &origin.seq.to_le_bytes(),
-    ] {
-        identity.update(&(part.len() as u64).to_le_bytes());
-        identity.update(part);
+    let definition = meta.to_config();
+    let position = [origin.lineage.to_le_bytes(), origin.seq.to_le_bytes()].concat();
+    let fields = definition
+        .iter()
+        .map(|(k, v)| [k.name().as_bytes(), v.as_bytes()]);
+    for field in fields.flatten().chain([position.as_slice()]) {
+        identity.update(&(field.len() as u64).to_le_bytes());
+        identity.update(field);
     }
     // A graph that must come out the same everywhere is built on one thread.
     let _single = (meta.deterministic && batch_sensitive(&meta.factory))
         .then(crate::threads::SingleThreaded::begin);
     let content = table.content();
-    let total = content.count()?.unwrap_or(0);
+    // An exact index of the table (a stand-in, a lean Flat's load) takes the stored lineage's
+    // id, and is built on every load: no digest, and no count for progress (a second pass
+    // over the table's pages).
+    let exact = matches!(policy, Rows::StandIn { .. });
+    let total = match exact {
+        true => 0,
+        false => content.count()?.unwrap_or(0),
+    };
     task.phase("adding rows", total);
     // Batches are sized to take about `BATCH_SECONDS` to add, so that progress moves and an
     // interrupt is seen between two of them (FAISS itself asks about it only every few seconds
-    // inside an HNSW add).
-    let mut pace = Pace::for_build(meta);
+    // inside an HNSW add). An exact index's are fixed.
+    let pace = match exact {
+        true => Pace::fixed((FIXED_BATCH_BYTES / (meta.dim.max(1) * 4)).max(256), false),
+        false => Pace::for_build(meta),
+    };
+    // An exact Flat index adds by copying: on a helper thread, while this one reads the next
+    // batch, when a core is idle (a load's time is then about the table's read alone).
+    let team = match exact {
+        true => crate::threads::SearchTeam::join(2),
+        false => crate::threads::SearchTeam::join(1),
+    };
+    if team.size() >= 2 {
+        let (to_helper, batches) = sync_channel::<(Vec<NewRow>, Vec<f32>)>(1);
+        let added = std::thread::scope(|s| {
+            let state = &mut state;
+            let helper = std::thread::Builder::new()
+                .name("vekter-load".into())
+                .spawn_scoped(s, move || -> Result<()> {
+                    for (rows, vectors) in batches {
+                        state.insert(&rows, &vectors)?;
+                    }
+                    Ok(())
+                });
+            let Ok(helper) = helper else {
+                return None;
+            };
+            crate::threads::count_apply_beside();
+            let read = scan_rows(table, policy, &pace, &mut |rows, vectors| {
+                task.advance(rows.len() as u64);
+                let batch = (std::mem::take(rows), std::mem::take(vectors));
+                to_helper
+                    .send(batch)
+                    .map_err(|_| Error::of(Kind::Internal, "the load thread stopped"))
+            });
+            drop(to_helper);
+            let added = helper.join().unwrap_or_else(|p| Err(panic_error(p)));
+            Some(added.and(read))
+        });
+        if let Some(added) = added {
+            added?;
+            return finish(state, meta, origin, identity, defaults);
+        }
+    }
+    drop(team);
+    scan_rows(table, policy, &pace, &mut |rows, vectors| {
+        let started = Instant::now();
+        if !exact {
+            absorb(&mut identity, rows, vectors);
+        }
+        interrupt::result(state.insert(rows, vectors))?;
+        pace.took(rows.len(), started.elapsed());
+        task.advance(rows.len() as u64);
+        rows.clear();
+        vectors.clear();
+        Ok(())
+    })?;
+    finish(state, meta, origin, identity, defaults)
+}
+
+/// The rows the index takes, in batches of `pace`'s size handed to `flush` (which empties
+/// them), the last one included; rows that cannot be indexed fail the build or are left out,
+/// as `policy` says.
+fn scan_rows(table: &LiveTable, policy: Rows, pace: &Pace, flush: &mut Flush) -> Result<()> {
+    let meta = table.meta();
+    let content = table.content();
     let (mut rows, mut vectors) = (Vec::new(), Vec::new());
     let mut added = 0usize;
     content.scan(
@@ -313,22 +411,28 @@ fn fill(
                 key: found.key,
                 part: found.part,
             });
-            if vectors.len() * std::mem::size_of::<f32>() >= BATCH_BYTES || rows.len() >= pace.rows
+            if vectors.len() * std::mem::size_of::<f32>() >= BATCH_BYTES
+                || rows.len() >= pace.rows.get()
             {
-                let started = Instant::now();
-                absorb(&mut identity, &rows, vectors);
-                interrupt::result(state.insert(&rows, vectors))?;
-                pace.took(rows.len(), started.elapsed());
-                task.advance(rows.len() as u64);
-                rows.clear();
-                vectors.clear();
+                flush(&mut rows, vectors)?;
             }
             Ok(())
         },
     )?;
-    absorb(&mut identity, &rows, &vectors);
-    interrupt::result(state.insert(&rows, &vectors))?;
-    task.advance(rows.len() as u64);
+    flush(&mut rows, &mut vectors)
+}
+
+/// Where `scan_rows` hands its batches.
+type Flush<'a> = dyn FnMut(&mut Vec<NewRow>, &mut Vec<f32>) -> Result<()> + 'a;
+
+/// A filled state's build id and default search parameters.
+fn finish(
+    mut state: LiveState,
+    meta: &super::config::Meta,
+    origin: Origin,
+    identity: Xxh3,
+    defaults: bool,
+) -> Result<LiveState> {
     state.build_id = format!("{:x}-{:016x}", origin.lineage, identity.digest());
     if defaults {
         for index in state.indexes_mut() {
@@ -350,7 +454,10 @@ pub(crate) fn refill(table: &LiveTable, state: &mut LiveState, cookie: i64) -> R
     let (_watch, task) = long_work(table, "refilling");
     let mut fresh = fill(
         table,
-        state.empty_copy()?,
+        match table.meta().deterministic && batch_sensitive(&table.meta().factory) {
+            true => state.fresh_empty_copy()?,
+            false => state.empty_copy()?,
+        },
         origin,
         Rows::SkipUnindexable,
         defaults,

@@ -173,8 +173,8 @@ pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
     let meta = table.meta();
     // A Flat table stores no vectors (`snapshot::stored_lean`): its payload is the same
     // whatever the state, so only tombstones call for a compaction (of memory).
-    let canonical = !super::snapshot::stored_lean(&meta.factory)
-        && (meta.deterministic || !builder::batch_sensitive(&meta.factory));
+    let lean = super::snapshot::stored_lean(&meta.factory);
+    let canonical = !lean && (meta.deterministic || !builder::batch_sensitive(&meta.factory));
     let seq = table.log().max_seq()?;
     let indexable = content_rows(table)?.indexable.len();
     // Saved as it is when it is current and clean; otherwise compacted. Either way only a read
@@ -209,6 +209,19 @@ pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
             let built = builder::build_skipping_unindexable(table, Origin::next(table)?)?;
             save(table, &built, built.applied_seq)?;
             shared::publish(state, table, built);
+            Ok(())
+        }
+        Some(Some(empty)) if lean => {
+            // Tombstones dropped from memory: the stored payload does not change, nor do the
+            // lineage and build id (every node and process stays on the one it has).
+            let (lineage, build_id) = with_current(table, state, false, |current, _| {
+                let s = current.get();
+                Ok((s.lineage, s.build_id.clone()))
+            })?;
+            let mut compact = builder::compact(table, empty, Origin::at(lineage, seq))?;
+            compact.build_id = build_id;
+            save(table, &compact, seq)?;
+            shared::publish(state, table, compact);
             Ok(())
         }
         Some(Some(empty)) => {

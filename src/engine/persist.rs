@@ -63,6 +63,14 @@ pub(crate) fn load(table: &LiveTable) -> Result<LiveState> {
     let stored = config.record().and_then(|record| {
         let mut snapshot = chunks::open(shadow, &record)?;
         if snapshot::is_lean(&mut snapshot, meta.dim)? {
+            if !snapshot::stored_lean(&meta.factory) {
+                // A sealed lean payload copied from a Flat table into another's config.
+                bail!(Corrupt:
+                    "stored snapshot is damaged: it is a Flat table's, and this table's factory \
+                     is '{}'",
+                    meta.factory
+                );
+            }
             return Ok(None);
         }
         let ids = (mark.build_id.clone(), mark.lineage, mark.seq);

@@ -16,6 +16,12 @@ const SQLITE_DONE: c_int = 101;
 const SQLITE_FCNTL_DATA_VERSION: c_int = 35;
 const SQLITE_FCNTL_VFS_POINTER: c_int = 27;
 
+/// The Litestream transaction id each connection (by its handle) last saw
+/// (`Conn::replica_position`).
+static REPLICA_TXIDS: once_cell::sync::Lazy<
+    std::sync::Mutex<std::collections::HashMap<usize, u64>>,
+> = once_cell::sync::Lazy::new(Default::default);
+
 /// The head of `sqlite3_vfs` (its layout is SQLite's stable ABI), up to the name.
 #[repr(C)]
 struct VfsHead {
@@ -182,22 +188,30 @@ impl Conn {
         (rc == 0).then_some(version)
     }
 
-    /// For a database read through Litestream's VFS (`vfs=litestream`) on a connection where
-    /// its `litestream_txid()` is registered: a digest of the replica's transaction id, which
-    /// moves exactly when the replica applies a transaction. It is read before the data it
-    /// stamps, so a transaction applied in between only causes one more check, never a stale
-    /// answer. `None` everywhere else.
+    /// For the main database read through Litestream's VFS (`vfs=litestream`) on a
+    /// connection where its `litestream_txid()` is registered (it answers for `main` only):
+    /// the replica's transaction id, which moves exactly when the replica applies a
+    /// transaction. `None` everywhere else.
+    ///
+    /// The VFS advances the id as soon as it polls, but a connection holding a read lock sees
+    /// the new pages only once it lets go: an id read inside a statement may be ahead of the
+    /// data the statement reads. So an id is trusted only once this connection has seen it on
+    /// an earlier statement too (in autocommit mode the lock was let go in between); a new one
+    /// stands for "changed", with a value no stamp holds.
     pub(crate) fn replica_position(&self, schema: &str) -> Option<u32> {
-        if self.vfs_name(schema)? != "litestream" {
+        if schema != "main" || self.vfs_name(schema)? != "litestream" {
             return None;
         }
         let mut stmt = self.prepare("SELECT litestream_txid()").ok()?;
         if !stmt.step().ok()? {
             return None;
         }
-        let txid = stmt.text(0)?;
-        let digest = xxhash_rust::xxh3::xxh3_64(txid.as_bytes());
-        Some((digest ^ (digest >> 32)) as u32)
+        let txid = u64::from_str_radix(stmt.text(0)?.trim(), 16).ok()?;
+        let previous = crate::locks::lock(&REPLICA_TXIDS).insert(self.raw as usize, txid);
+        match previous == Some(txid) {
+            true => Some((txid ^ (txid >> 32)) as u32),
+            false => Some(crate::registry::next_generation() as u32 | 0x8000_0000),
+        }
     }
 
     /// The name of the VFS `schema` is read through (SQLITE_FCNTL_VFS_POINTER, which SQLite

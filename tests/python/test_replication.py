@@ -420,10 +420,12 @@ def test_vfs_read_replica_searches_exactly_and_sees_new_commits(primary, tmp_pat
         assert [a[0] for a in answers] == [i % 500 for i in range(1000)]
         plain_reads = after["checks"] - before["checks"]
         plain_builds = after["builds"] - before["builds"]
-        # One read of the table (counted in checks; it builds the index); a second only if the
-        # replica applied a transaction meanwhile (Litestream's own bookkeeping commits too).
+        # The read that builds the index, and one check once the connection has seen the
+        # replica's transaction id on two statements (an id read inside a statement may be
+        # ahead of its data: Conn::replica_position); a third only if the replica applied a
+        # transaction meanwhile (Litestream's own bookkeeping commits too).
         txids = worker.run([("select litestream_txid()", [])])[0][0][0][0]
-        allowed = 1 if txids == txid_before else 2
+        allowed = 2 if txids == txid_before else 3
         assert plain_builds == 1 and plain_reads <= allowed, (before, after, txid_before, txids)
         try:
             worker.run([("insert into docs_idx(docs_idx) values ('integrity-check')", [])])
