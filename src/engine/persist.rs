@@ -26,7 +26,7 @@ pub(crate) fn save(table: &LiveTable, state: &LiveState, seq: i64) -> Result<()>
     }
     let shadow = table.shadow();
     let payload = match snapshot::stored_lean(&table.meta().factory) {
-        true => snapshot::encode_lean(table.meta().dim),
+        true => snapshot::encode_lean(table.meta().dim, state.live_count()),
         false => state.to_payload()?,
     };
     let record = chunks::write(shadow, &payload)?;
@@ -62,7 +62,7 @@ pub(crate) fn load(table: &LiveTable) -> Result<LiveState> {
     let upto = table.log().max_seq()?;
     let stored = config.record().and_then(|record| {
         let mut snapshot = chunks::open(shadow, &record)?;
-        if snapshot::is_lean(&mut snapshot, meta.dim)? {
+        if let Some(rows) = snapshot::is_lean(&mut snapshot, meta.dim)? {
             if !snapshot::stored_lean(&meta.factory) {
                 // A sealed lean payload copied from a Flat table into another's config.
                 bail!(Corrupt:
@@ -71,14 +71,14 @@ pub(crate) fn load(table: &LiveTable) -> Result<LiveState> {
                     meta.factory
                 );
             }
-            return Ok(None);
+            return Ok(Err(rows));
         }
         let ids = (mark.build_id.clone(), mark.lineage, mark.seq);
-        LiveState::from_payload(&mut snapshot, meta, ids).map(Some)
+        LiveState::from_payload(&mut snapshot, meta, ids).map(Ok)
     });
     let mut state = match stored {
-        Ok(None) => load_lean(table, &mark, upto)?,
-        Ok(Some(mut state)) => {
+        Ok(Err(rows)) => load_lean(table, &mark, upto, rows)?,
+        Ok(Ok(mut state)) => {
             state.verified_cookie = mark.verified_cookie;
             for index in state.indexes_mut() {
                 params::apply(index, &meta.params.faiss)?;
@@ -99,10 +99,12 @@ pub(crate) fn load(table: &LiveTable) -> Result<LiveState> {
 /// no training), positioned at the change log's end `upto` of the stored lineage. The content
 /// table is the truth; a file from a stranger gets the same guards as a stand-in
 /// (`builder::exact_flat`).
-fn load_lean(table: &LiveTable, mark: &SnapshotMark, upto: i64) -> Result<LiveState> {
+fn load_lean(table: &LiveTable, mark: &SnapshotMark, upto: i64, rows: usize) -> Result<LiveState> {
     let origin = builder::Origin::at(mark.lineage, upto.max(mark.seq));
-    let mut state =
-        builder::exact_flat(table, origin, "loading").map_err(|e| e.in_table(table.name()))?;
+    // About as many rows as when it was saved (the log may have added some since).
+    let hint = rows.saturating_add(rows / 16);
+    let mut state = builder::exact_flat(table, origin, "loading", hint)
+        .map_err(|e| e.in_table(table.name()))?;
     state.build_id = mark.build_id.clone();
     state.set_snapshot_seq(mark.seq);
     if table.meta().key == KeyShape::UnstableRowid {

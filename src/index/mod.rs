@@ -173,6 +173,18 @@ impl Index {
         Index::from_reader(&mut bytes.as_slice(), self.metric)
     }
 
+    /// Size an empty index's storage for `n` vectors at once, so that adding them does not grow
+    /// it step by step (an `IndexFlat`'s `reset` keeps the storage's capacity). The vectors
+    /// added here are zeros from untouched memory (no page is written), and gone after.
+    pub(crate) fn reserve(&mut self, n: usize) -> Result<()> {
+        if self.ntotal() != 0 || n == 0 {
+            return Ok(());
+        }
+        let zeros = vec![0f32; n.saturating_mul(self.dim)];
+        self.inner.add(&zeros).map_err(faiss_error)?;
+        self.inner.reset().map_err(faiss_error)
+    }
+
     /// Set a FAISS search parameter (`nprobe`, `efSearch`, …) on the index itself
     /// (`ParameterSpace::set_index_parameter`). Mutates the index: callers hold it exclusively.
     pub(crate) fn set_parameter(&mut self, name: &str, value: f64) -> Result<()> {

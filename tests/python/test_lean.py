@@ -1,5 +1,5 @@
 """Lean Flat snapshots (ARCHITECTURE.md, "The snapshot"): a Flat table stores no copy of its
-vectors and is built from the content table at load; its optimize writes 16 bytes and keeps
+vectors and is built from the content table at load; its optimize writes 24 bytes at most and keeps
 its lineage. And the build id names what was built: the same rows under another definition
 get another id."""
 import json
@@ -30,7 +30,7 @@ def test_flat_stores_no_vectors_and_reloads_exactly(tmp_path):
     conn.execute("create table docs (id integer primary key, embedding blob)")
     conn.executemany("insert into docs values (?, ?)", [(i, v.tobytes()) for i, v in enumerate(data)])
     conn.execute("create virtual table idx using faiss(content = docs)")
-    assert config(conn)["snapshot_bytes"] == "16"
+    assert config(conn)["snapshot_bytes"] == "24"
     lineage, build_id = config(conn)["lineage"], config(conn)["build_id"]
     # Updates leave tombstones in memory; optimize drops them, writes nothing new, keeps the id.
     for i in range(0, 2000, 10):
@@ -39,7 +39,7 @@ def test_flat_stores_no_vectors_and_reloads_exactly(tmp_path):
     conn.execute("select id from idx where query = ? and k = 1", [data[0].tobytes()]).fetchall()
     conn.execute("insert into idx(idx) values ('optimize')")
     saved = json.loads(conn.execute("select vekter_debug()").fetchone()[0])["snapshots"]["last_saved"]
-    assert saved == {"bytes": 16, "written": 0}, saved
+    assert saved == {"bytes": 24, "written": 0}, saved
     assert (config(conn)["lineage"], config(conn)["build_id"]) == (lineage, build_id)
     assert conn.execute("select count(*) from idx").fetchone()[0] == 2000
     other = reopened(path, tmp_path, "copy.db")

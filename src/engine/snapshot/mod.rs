@@ -23,7 +23,7 @@
 //! its slot table and the table's metadata.
 //!
 //! Lean, for a `Flat` table (since 2026-12-02 evening): magic `VEKTLEAN`, then the dimension
-//! (`u64`), 16 bytes in all. A Flat index holds nothing but the vectors, which the content
+//! and the row count when saved (`u64` each), 24 bytes in all. A Flat index holds nothing but the vectors, which the content
 //! table already holds: it is built again from the table at load (`persist::load`), so the
 //! file does not carry a second copy, and `optimize` writes 16 bytes.
 
@@ -39,7 +39,7 @@ use super::key::{KeyPart, RowKey};
 const MAGIC: &[u8; 8] = b"VEKTSNP1";
 const MAGIC_V2: &[u8; 8] = b"VEKTSNP2";
 const MAGIC_LEAN: &[u8; 8] = b"VEKTLEAN";
-const LEAN_BYTES: usize = 16;
+const LEAN_BYTES: usize = 24;
 
 /// Whether a table's index is stored lean (nothing but its dimension): a `Flat` index, whose
 /// vectors are the content table's.
@@ -47,28 +47,30 @@ pub(crate) fn stored_lean(factory: &str) -> bool {
     factory.trim().eq_ignore_ascii_case("flat")
 }
 
-/// The lean payload of a `Flat` table of dimension `dim`.
-pub(crate) fn encode_lean(dim: usize) -> Vec<u8> {
+/// The lean payload of a `Flat` table of dimension `dim` holding `rows` rows.
+pub(crate) fn encode_lean(dim: usize, rows: usize) -> Vec<u8> {
     let mut out = MAGIC_LEAN.to_vec();
     out.extend_from_slice(&(dim as u64).to_le_bytes());
+    out.extend_from_slice(&(rows as u64).to_le_bytes());
     out
 }
 
-/// Whether the verified payload in `source` is a lean one; `Corrupt` when it is lean but not
-/// of dimension `dim`.
-pub(crate) fn is_lean(source: &mut dyn Source, dim: usize) -> Result<bool> {
+/// `Some(rows when saved)` when the verified payload in `source` is a lean one; `Corrupt`
+/// when it is lean but not of dimension `dim`.
+pub(crate) fn is_lean(source: &mut dyn Source, dim: usize) -> Result<Option<usize>> {
     if source.len() != LEAN_BYTES {
-        return Ok(false);
+        return Ok(None);
     }
     let mut bytes = [0u8; LEAN_BYTES];
     source.read_at(0, &mut bytes)?;
     if &bytes[..8] != MAGIC_LEAN {
-        return Ok(false);
+        return Ok(None);
     }
-    if u64::from_le_bytes(bytes[8..].try_into().expect("8")) != dim as u64 {
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8"));
+    if word(8) != dim as u64 {
         return Err(damaged("it is of another dimension than the table"));
     }
-    Ok(true)
+    Ok(Some(usize::try_from(word(16)).unwrap_or(0)))
 }
 const HEADER_BYTES: usize = 24;
 /// The slot-table marker of a slot whose row was deleted or re-vectored.
