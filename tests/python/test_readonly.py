@@ -122,3 +122,21 @@ def test_integrity_check_function_agrees_with_the_command(tmp_path):
         conn.execute("insert into idx(idx) values ('integrity-check')")
     assert found == str(command.value) and "cannot be indexed" in found, (found, command.value)
     assert LIB
+
+
+@pytest.mark.parametrize("sql,message", [
+    ("select faiss_integrity_check(NULL)", "table must be a name (TEXT), got NULL"),
+    ("select faiss_integrity_check(3)", "table must be a name (TEXT), got INTEGER"),
+    ("select faiss_integrity_check(x'00')", "table must be a name (TEXT), got BLOB"),
+    ("select faiss_integrity_check('main', NULL)", "table must be a name (TEXT), got NULL"),
+    ("select faiss_integrity_check('nodb', 'docs')", "no database named 'nodb'"),
+    ("select faiss_integrity_check('docs')", "no faiss table named 'docs' or over table 'docs'"),
+    ("create virtual table i2 using faiss(content = docs, deterministic = 2)", "deterministic = 2: must be 0 or 1"),
+    ("create virtual table i3 using faiss(content = docs, deterministic = yes)", "deterministic = yes: must be 0 or 1"),
+])
+def test_bad_input_gets_a_clear_error(conn, sql, message):
+    conn.execute("create table docs (id integer primary key, embedding blob)")
+    conn.execute("insert into docs values (1, x'0000803f')")
+    with pytest.raises(sqlite3.OperationalError) as error:
+        conn.execute(sql).fetchall()
+    assert message in str(error.value)
