@@ -43,6 +43,22 @@ fn transform_trained(factory: &str) -> bool {
         .any(|t| f.contains(t))
 }
 
+/// Whether `meta`'s index is a graph that must come out the same on every node
+/// (`deterministic = 1`): built on one thread in fixed batches, compacted from a fresh copy.
+pub(crate) fn deterministic_graph(meta: &super::config::Meta) -> bool {
+    meta.deterministic && batch_sensitive(&meta.factory)
+}
+
+/// The trained, empty index a compaction or refill of `state` starts from: a copy, or for a
+/// deterministic graph one read back from its serialization (a copy would carry on FAISS's
+/// random levels).
+pub(crate) fn empty_for(meta: &super::config::Meta, state: &LiveState) -> Result<Index> {
+    match deterministic_graph(meta) {
+        true => state.fresh_empty_copy(),
+        false => state.empty_copy(),
+    }
+}
+
 /// Whether FAISS builds a different index from the same rows added in different batches, or
 /// by more than one thread: graph indexes (HNSW, NSG), which insert each batch in their own
 /// order and in parallel.
@@ -75,9 +91,14 @@ impl Pace {
         let rows = match (batch_sensitive(&meta.factory), meta.deterministic) {
             (true, false) => return Pace::fixed(Self::FIRST, true),
             (true, true) => DETERMINISTIC_GRAPH_BATCH_ROWS,
-            (false, _) => (FIXED_BATCH_BYTES / (meta.dim.max(1) * 4)).max(256),
+            (false, _) => return Pace::by_bytes(meta.dim),
         };
         Pace::fixed(rows, false)
+    }
+
+    /// Fixed batches of about [`FIXED_BATCH_BYTES`] of `dim`-d vectors.
+    fn by_bytes(dim: usize) -> Pace {
+        Pace::fixed((FIXED_BATCH_BYTES / (dim.max(1) * 4)).max(256), false)
     }
 
     fn fixed(rows: usize, paced: bool) -> Pace {
@@ -169,8 +190,7 @@ fn train_and_fill(table: &LiveTable, origin: Origin, policy: Rows) -> Result<Liv
         // thread, so that every node learns the same transform.
         let _blas = transform_trained(&meta.factory).then(crate::threads::SingleThreaded::blas);
         // A deterministic graph may be built inside training (IVF…_HNSW's quantizer).
-        let _single = (meta.deterministic && batch_sensitive(&meta.factory))
-            .then(crate::threads::SingleThreaded::begin);
+        let _single = deterministic_graph(meta).then(crate::threads::SingleThreaded::begin);
         interrupt::result(index.train(&sample))
             .map_err(|e| e.context(format!("training '{}' on {n} vectors", meta.factory)))?;
     }
@@ -317,8 +337,7 @@ fn fill(
         identity.update(field);
     }
     // A graph that must come out the same everywhere is built on one thread.
-    let _single = (meta.deterministic && batch_sensitive(&meta.factory))
-        .then(crate::threads::SingleThreaded::begin);
+    let _single = deterministic_graph(meta).then(crate::threads::SingleThreaded::begin);
     let content = table.content();
     // An exact index of the table (a stand-in, a lean Flat's load) takes the stored lineage's
     // id, and is built on every load: no digest, and no count for progress (a second pass
@@ -336,9 +355,7 @@ fn fill(
     // (memory peaks at twice the vectors meanwhile).
     let pace = match policy {
         Rows::StandIn { whole: true, .. } => Pace::whole(),
-        Rows::StandIn { whole: false, .. } => {
-            Pace::fixed(FIXED_BATCH_BYTES / (meta.dim.max(1) * 4), false)
-        }
+        Rows::StandIn { whole: false, .. } => Pace::by_bytes(meta.dim),
         _ => Pace::for_build(meta),
     };
     scan_rows(table, policy, &pace, &mut |rows, vectors| {
@@ -353,7 +370,13 @@ fn fill(
         vectors.clear();
         Ok(())
     })?;
-    finish(state, meta, origin, identity, defaults)
+    state.build_id = format!("{:x}-{:016x}", origin.lineage, identity.digest());
+    if defaults {
+        for index in state.indexes_mut() {
+            params::apply(index, &meta.params.faiss)?;
+        }
+    }
+    Ok(state)
 }
 
 /// The rows the index takes, in batches of `pace`'s size handed to `flush` (which empties
@@ -411,23 +434,6 @@ fn scan_rows(table: &LiveTable, policy: Rows, pace: &Pace, flush: &mut Flush) ->
 /// Where `scan_rows` hands its batches.
 type Flush<'a> = dyn FnMut(&mut Vec<NewRow>, &mut Vec<f32>) -> Result<()> + 'a;
 
-/// A filled state's build id and default search parameters.
-fn finish(
-    mut state: LiveState,
-    meta: &super::config::Meta,
-    origin: Origin,
-    identity: Xxh3,
-    defaults: bool,
-) -> Result<LiveState> {
-    state.build_id = format!("{:x}-{:016x}", origin.lineage, identity.digest());
-    if defaults {
-        for index in state.indexes_mut() {
-            params::apply(index, &meta.params.faiss)?;
-        }
-    }
-    Ok(state)
-}
-
 /// Refill `state` in place from the content table, keeping its lineage and log position: for a
 /// table whose rowids VACUUM may have renumbered, once a rowid no longer holds the vector it
 /// indexed (`sync`, `persist::load`). Its snapshot stays what it was until `optimize`.
@@ -440,10 +446,7 @@ pub(crate) fn refill(table: &LiveTable, state: &mut LiveState, cookie: i64) -> R
     let (_watch, task) = long_work(table, "refilling");
     let mut fresh = fill(
         table,
-        match table.meta().deterministic && batch_sensitive(&table.meta().factory) {
-            true => state.fresh_empty_copy()?,
-            false => state.empty_copy()?,
-        },
+        empty_for(table.meta(), state)?,
         origin,
         Rows::SkipUnindexable,
         defaults,

@@ -194,12 +194,8 @@ pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
             save(table, s, seq)?;
             return Ok(None);
         }
-        // A graph starts afresh, as at create: a copy would carry on FAISS's random levels.
-        let empty = match meta.deterministic && builder::batch_sensitive(&meta.factory) {
-            true => s.fresh_empty_copy(),
-            false => s.empty_copy(),
-        };
-        empty.map(|empty| Some(Some(empty)))
+        let empty = builder::empty_for(meta, s)?;
+        Ok(Some(Some((empty, s.lineage, s.build_id.clone()))))
     })?;
     match empty {
         None => Ok(()),
@@ -211,20 +207,16 @@ pub(crate) fn optimize(table: &LiveTable, state: &ConnState) -> Result<()> {
             shared::publish(state, table, built);
             Ok(())
         }
-        Some(Some(empty)) if lean => {
+        Some(Some((empty, lineage, build_id))) if lean => {
             // Tombstones dropped from memory: the stored payload does not change, nor do the
             // lineage and build id (every node and process stays on the one it has).
-            let (lineage, build_id) = with_current(table, state, false, |current, _| {
-                let s = current.get();
-                Ok((s.lineage, s.build_id.clone()))
-            })?;
             let mut compact = builder::compact(table, empty, Origin::at(lineage, seq))?;
             compact.build_id = build_id;
             save(table, &compact, seq)?;
             shared::publish(state, table, compact);
             Ok(())
         }
-        Some(Some(empty)) => {
+        Some(Some((empty, _, _))) => {
             let compact = builder::compact(table, empty, Origin::next(table)?)?;
             save(table, &compact, seq)?;
             shared::publish(state, table, compact);

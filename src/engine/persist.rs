@@ -47,6 +47,14 @@ pub(crate) fn save(table: &LiveTable, state: &LiveState, seq: i64) -> Result<()>
     Ok(())
 }
 
+/// What a verified stored snapshot holds.
+enum Stored {
+    /// A Flat table's lean payload: the table held `rows` rows when it was saved.
+    Lean { rows: usize },
+    /// Every other index's state.
+    Full(Box<LiveState>),
+}
+
 /// The stored snapshot with the change log replayed on top: the index as this connection sees
 /// it, without retraining or reading the whole content table.
 ///
@@ -71,20 +79,20 @@ pub(crate) fn load(table: &LiveTable) -> Result<LiveState> {
                     meta.factory
                 );
             }
-            return Ok(Err(rows));
+            return Ok(Stored::Lean { rows });
         }
         let ids = (mark.build_id.clone(), mark.lineage, mark.seq);
-        LiveState::from_payload(&mut snapshot, meta, ids).map(Ok)
+        LiveState::from_payload(&mut snapshot, meta, ids).map(|s| Stored::Full(Box::new(s)))
     });
     let mut state = match stored {
-        Ok(Err(rows)) => load_lean(table, &mark, upto, rows)?,
-        Ok(Ok(mut state)) => {
+        Ok(Stored::Lean { rows }) => load_lean(table, &mark, upto, rows)?,
+        Ok(Stored::Full(mut state)) => {
             state.verified_cookie = mark.verified_cookie;
             for index in state.indexes_mut() {
                 params::apply(index, &meta.params.faiss)?;
             }
             state.catch_up(&table.log(), meta, upto)?;
-            state
+            *state
         }
         Err(refused) if refused.kind() == Kind::Corrupt => {
             rebuild_in_place_of(table, &mark, upto, refused.message())?

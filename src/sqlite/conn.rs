@@ -490,9 +490,7 @@ impl Blob {
 
     /// Fill `dest` from byte `offset` of the BLOB.
     pub(crate) fn read(&self, dest: &mut [u8], offset: usize) -> Result<()> {
-        let (Ok(n), Ok(at)) = (c_int::try_from(dest.len()), c_int::try_from(offset)) else {
-            return Err(Error::invalid("BLOB read out of range"));
-        };
+        let (n, at) = blob_span(dest.len(), offset)?;
         // SAFETY: an open handle; `dest` holds `n` bytes; SQLite checks the range.
         let rc = unsafe { call!(blob_read(self.raw, dest.as_mut_ptr() as *mut c_void, n, at)) };
         if rc != 0 {
@@ -504,15 +502,21 @@ impl Blob {
     /// Overwrite the BLOB from byte `offset` with `src` (a handle opened writable; the BLOB
     /// keeps its length). Only the pages holding those bytes are written.
     pub(crate) fn write(&self, src: &[u8], offset: usize) -> Result<()> {
-        let (Ok(n), Ok(at)) = (c_int::try_from(src.len()), c_int::try_from(offset)) else {
-            return Err(Error::invalid("BLOB write out of range"));
-        };
+        let (n, at) = blob_span(src.len(), offset)?;
         // SAFETY: an open handle; `src` holds `n` bytes; SQLite checks the range.
         let rc = unsafe { call!(blob_write(self.raw, src.as_ptr() as *const c_void, n, at)) };
         if rc != 0 {
             return Err(Error::sqlite(rc, self.conn.errmsg()));
         }
         Ok(())
+    }
+}
+
+/// A BLOB I/O call's length and offset as SQLite takes them.
+fn blob_span(len: usize, offset: usize) -> Result<(c_int, c_int)> {
+    match (c_int::try_from(len), c_int::try_from(offset)) {
+        (Ok(n), Ok(at)) => Ok((n, at)),
+        _ => Err(Error::invalid("BLOB I/O out of range")),
     }
 }
 
